@@ -1,0 +1,32 @@
+"""ftctl validate RUN.yaml...: check manifests against the spec; name each bad field."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from jobs.common.errors import InvalidSpec
+from jobs.common.specio import load_run
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="validate FineTuneRun manifests")
+    p.add_argument("files", nargs="+", type=Path)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    bad = 0
+    for path in args.files:
+        try:
+            ftr = load_run(path)
+        except InvalidSpec as err:
+            bad += 1
+            print(f"{path}: invalid", file=sys.stderr)
+            for line in err.message.splitlines():
+                print(f"  {line}", file=sys.stderr)
+            continue
+        steps = ", ".join(ftr.spec.steps.enabled())
+        print(f"{path}: ok ({ftr.metadata.namespace}/{ftr.metadata.name}; steps: {steps})")
+    return 2 if bad else 0

@@ -1,0 +1,49 @@
+"""The run summary `ftctl run` and `ftctl status` print: steps, timings, outputs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.console import Console
+from rich.table import Table
+
+from jobs.common import artifacts
+from jobs.common.errors import MissingInput
+from jobs.common.store import Store
+from jobs.pipeline.local import read_status
+
+
+def _seconds(start: str | None, end: str | None) -> str:
+    if not start or not end:
+        return "-"
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    return f"{(datetime.strptime(end, fmt) - datetime.strptime(start, fmt)).total_seconds():.0f}s"
+
+
+def print_summary(console: Console, store: Store, namespace: str, run: str) -> dict:
+    status = read_status(store, namespace, run)
+    if status is None:
+        raise MissingInput(f"run {namespace}/{run}: no status in {store.uri} (has it been run?)")
+    table = Table(title=f"{namespace}/{run}: {status['phase']}")
+    for col in ("step", "phase", "attempts", "wall", "step time", "message"):
+        table.add_column(col)
+    for s in status.get("steps", []):
+        manifest = artifacts.read_manifest(store, namespace, run, s["name"]) or {}
+        step_time = manifest.get("timings", {}).get("seconds")
+        table.add_row(
+            s["name"],
+            s["phase"] + (" (cached)" if s.get("cached") else ""),
+            str(s.get("attempts", 0)),
+            _seconds(s.get("started"), s.get("finished")),
+            f"{step_time:.1f}s" if step_time is not None else "-",
+            (s.get("message") or "")[:200],
+        )
+    console.print(table)
+    if status.get("error"):
+        console.print(f"[red]error {status['error']['code']}: {status['error']['message']}[/]")
+    for name, uri in sorted(status.get("artifacts", {}).items()):
+        console.print(f"  {name:<14} {uri}")
+    gguf = artifacts.read_manifest(store, namespace, run, "gguf")
+    if gguf and gguf.get("metrics", {}).get("ollamaCreate"):
+        console.print(f"  ollama:        {gguf['metrics']['ollamaCreate']}")
+    return status

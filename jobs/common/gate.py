@@ -1,0 +1,98 @@
+"""The promotion gate: a tiny comparison language over evaluate's metrics.
+
+    tunedPassRate >= basePassRate + 0.05 and tunedLoss < baseLoss
+
+Parsed into a tree and evaluated without `eval()`, so a spec can never run code.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+
+METRICS = ("PassRate", "ExactMatch", "TokenF1", "Loss", "Perplexity", "Accuracy", "F1Macro")
+GATE_METRICS: tuple[str, ...] = tuple(f"{who}{m}" for who in ("base", "tuned") for m in METRICS)
+
+_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
+_TOKEN = re.compile(r"\s*(>=|<=|==|>|<|\+|-|[A-Za-z]+|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    left: list[tuple[int, str | float]]  # (sign, metric name or number)
+    op: str
+    right: list[tuple[int, str | float]]
+
+
+def _tokens(text: str) -> list[str]:
+    out, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m:
+            raise ValueError(f"gate: unexpected text at {text[pos:]!r}")
+        out.append(m.group(1))
+        pos = m.end()
+    return out
+
+
+def _sum(tokens: list[str]) -> list[tuple[int, str | float]]:
+    terms: list[tuple[int, str | float]] = []
+    sign = 1
+    expect_term = True
+    for tok in tokens:
+        if expect_term:
+            if tok in ("+", "-"):
+                sign = -sign if tok == "-" else sign
+                continue
+            if re.fullmatch(r"[A-Za-z]+", tok):
+                if tok not in GATE_METRICS:
+                    raise ValueError(f"gate: unknown metric {tok!r}; known: {', '.join(GATE_METRICS)}")
+                terms.append((sign, tok))
+            else:
+                terms.append((sign, float(tok)))
+            sign, expect_term = 1, False
+        elif tok in ("+", "-"):
+            sign, expect_term = (-1 if tok == "-" else 1), True
+        else:
+            raise ValueError(f"gate: expected + or - before {tok!r}")
+    if expect_term:
+        raise ValueError("gate: incomplete expression")
+    return terms
+
+
+def parse_gate(text: str) -> list[Comparison]:
+    """Parse a gate; raises ValueError naming the bad part."""
+    comparisons = []
+    for clause in re.split(r"\s+and\s+", text.strip()):
+        toks = _tokens(clause)
+        ops = [i for i, t in enumerate(toks) if t in _OPS]
+        if len(ops) != 1:
+            raise ValueError(f"gate: each clause needs one comparison operator: {clause!r}")
+        i = ops[0]
+        comparisons.append(Comparison(_sum(toks[:i]), toks[i], _sum(toks[i + 1 :])))
+    return comparisons
+
+
+def _value(terms: list[tuple[int, str | float]], metrics: dict[str, float]) -> float:
+    total = 0.0
+    for sign, term in terms:
+        if isinstance(term, str):
+            if term not in metrics:
+                raise KeyError(term)
+            total += sign * metrics[term]
+        else:
+            total += sign * term
+    return total
+
+
+def evaluate_gate(text: str, metrics: dict[str, float]) -> tuple[bool, str]:
+    """Return (passed, explanation with the numbers)."""
+    parts, ok = [], True
+    for c in parse_gate(text):
+        left, right = _value(c.left, metrics), _value(c.right, metrics)
+        passed = _OPS[c.op](left, right)
+        ok = ok and passed
+        parts.append(f"{left:.4f} {c.op} {right:.4f}: {'ok' if passed else 'NOT MET'}")
+    return ok, "; ".join(parts)

@@ -1,0 +1,466 @@
+"""The FineTuneRun spec: the one source of truth.
+
+The CRD schema (crds/), `ftctl validate`, the controller and every step's typed
+config come from these models. Fields are camelCase on the wire, as Kubernetes
+users expect; unknown fields are errors everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from jobs.common.names import STEP_ORDER
+
+# RFC 1123 label: what Kubernetes accepts for a Job name part, and what is safe in a store key.
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Run names become Job names `<run>-<step>` (step names are at most 8 chars + dash), and Job
+# names must stay within 63 characters so that their pods' labels are valid.
+MAX_RUN_NAME = 50
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+class SecretKeyRef(Model):
+    """A key in a Kubernetes Secret (or, locally, an environment variable of the same name)."""
+
+    name: str = Field(pattern=DNS_LABEL, max_length=253, description="Secret name.")
+    key: str = Field(
+        pattern=r"^[-._a-zA-Z0-9]+$", max_length=253, description="Key within the Secret."
+    )
+
+
+class Metadata(Model):
+    name: str = Field(pattern=DNS_LABEL, max_length=MAX_RUN_NAME)
+    namespace: str = Field(default="default", pattern=DNS_LABEL, max_length=63)
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+# --- model -----------------------------------------------------------------------------------
+
+
+class BaseModelSource(Model):
+    """Where the base model comes from. Exactly one of the source fields is set."""
+
+    hf: str | None = Field(
+        default=None, description="A Hugging Face model directory: local path or s3:// URI."
+    )
+    gguf: str | None = Field(
+        default=None,
+        description="A GGUF file: local path, s3:// URI, or package://<dist>/<file> for a "
+        "model shipped in a Python package. It is dequantized once into an HF directory.",
+    )
+    hub: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][-\w.]*(/[-\w.]+)?$",
+        description="A Hugging Face hub id; needs a reachable hub.",
+    )
+    revision: str | None = Field(default=None, max_length=128)
+    name: str | None = Field(
+        default=None, max_length=128, description="A display name used in reports."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BaseModelSource:
+        given = [f for f in ("hf", "gguf", "hub") if getattr(self, f)]
+        if len(given) != 1:
+            raise ValueError("set exactly one of hf, gguf or hub")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(f for f in ("hf", "gguf", "hub") if getattr(self, f))
+
+    @property
+    def location(self) -> str:
+        return getattr(self, self.kind)
+
+
+# --- data ------------------------------------------------------------------------------------
+
+InputFormat = Literal["openai_chat", "alpaca", "sharegpt", "csv", "json", "eval_results", "dpo"]
+
+
+class DataSource(Model):
+    path: str | None = Field(
+        default=None,
+        description="File path (relative to the manifest), file:// or s3:// URI.",
+        max_length=4096,
+    )
+    from_step: Literal["eval"] | None = Field(
+        default=None, description="Read another step's output (eval results) instead of a file."
+    )
+    format: InputFormat
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Column mapping for csv/json: role -> column, roles are "
+        "instruction, input, output, text, label, system.",
+    )
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> DataSource:
+        if bool(self.path) == bool(self.from_step):
+            raise ValueError("set exactly one of path or fromStep")
+        if self.from_step and self.format != "eval_results":
+            raise ValueError("fromStep: eval needs format: eval_results")
+        bad = set(self.columns) - {"instruction", "input", "output", "text", "label", "system"}
+        if bad:
+            raise ValueError(f"unknown column role(s) {sorted(bad)}")
+        return self
+
+
+class Data(Model):
+    sources: list[DataSource] = Field(min_length=1, max_length=64)
+
+
+# --- steps -----------------------------------------------------------------------------------
+
+CheckKind = Literal["exact", "contains", "regex", "json_valid", "any_of"]
+
+
+class Check(Model):
+    type: CheckKind
+    value: str | None = Field(default=None, max_length=10_000)
+    values: list[str] = Field(default_factory=list)
+    ignore_case: bool = True
+
+    @model_validator(mode="after")
+    def _compiles(self) -> Check:
+        if self.type == "regex":
+            if not self.value:
+                raise ValueError("regex check needs value")
+            try:
+                re.compile(self.value)
+            except re.error as err:
+                raise ValueError(f"regex does not compile: {err}") from None
+        if self.type in ("exact", "contains") and self.value is None:
+            raise ValueError(f"{self.type} check needs value")
+        return self
+
+
+class Endpoint(Model):
+    """An OpenAI-compatible HTTP endpoint."""
+
+    base_url: str = Field(max_length=2048)
+    model: str = Field(max_length=256)
+    api_key_secret: SecretKeyRef | None = None
+    allow_insecure_http: bool = Field(
+        default=False, description="Allow plain http to a non-loopback host."
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http(s) URL")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _tls(self) -> Endpoint:
+        from jobs.common.urls import is_loopback_http
+
+        if self.base_url.startswith("http://") and not (
+            self.allow_insecure_http or is_loopback_http(self.base_url)
+        ):
+            raise ValueError(
+                "plain http is allowed only for loopback hosts; use https or set allowInsecureHttp"
+            )
+        return self
+
+
+class Backend(Model):
+    """Which model answers: exactly one of endpoint, asgi, hf (the spec's base model), gguf."""
+
+    endpoint: Endpoint | None = None
+    asgi: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="An ASGI app called in-process, as package.module:attr.",
+    )
+    base_model: bool = Field(default=False, description="The spec's base model via transformers.")
+    gguf: str | None = Field(default=None, description="A GGUF file run through llama.cpp.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Backend:
+        given = [self.endpoint is not None, bool(self.asgi), self.base_model, bool(self.gguf)]
+        if sum(given) != 1:
+            raise ValueError("set exactly one of endpoint, asgi, baseModel or gguf")
+        return self
+
+
+class Decoding(Model):
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    max_new_tokens: int = Field(default=128, gt=0, le=32_768)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+
+
+class EvalStep(Model):
+    items: str = Field(description="Eval set JSONL: path, file:// or s3:// URI.", max_length=4096)
+    backend: Backend
+    decoding: Decoding = Field(default_factory=Decoding)
+    checks: list[Check] = Field(
+        default_factory=list, description="Checks applied to items that name none."
+    )
+    synonyms: str | None = Field(default=None, description="Synonyms JSON file.")
+    synonyms_override: str | None = Field(
+        default=None, description="Local override file merged over synonyms."
+    )
+    mode: str = Field(default="eval", max_length=64, description="Eval mode; part of the cache key.")
+    cache: bool = True
+    concurrency: int = Field(default=4, ge=1, le=256)
+    timeout_seconds: float = Field(default=60, gt=0, le=3600)
+    retries: int = Field(default=3, ge=0, le=20)
+    allow_partial: bool = False
+
+
+class Split(Model):
+    train: float = Field(default=0.8, gt=0, lt=1)
+    val: float = Field(default=0.1, ge=0, lt=1)
+    test: float = Field(default=0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> Split:
+        if abs(self.train + self.val + self.test - 1.0) > 1e-6:
+            raise ValueError("train + val + test must be 1")
+        return self
+
+
+class PackStep(Model):
+    format: Literal["openai_chat", "alpaca", "classification", "dpo"] = "openai_chat"
+    split: Split = Field(default_factory=Split)
+    seed: int = Field(default=42, ge=0)
+    min_output_chars: int = Field(default=20, ge=0)
+    dedupe: bool = True
+    near_dup_threshold: float | None = Field(default=0.8, ge=0, le=1)
+    curate: Literal["passed", "expected"] = Field(
+        default="passed",
+        description="From eval results: keep items whose checks passed (their response), or "
+        "use every item's expected answer.",
+    )
+    system_prompt: str | None = Field(default=None, max_length=10_000)
+    max_tokens: int = Field(default=4096, gt=0, le=1_000_000)
+
+
+class Lora(Model):
+    r: int = Field(default=16, gt=0, le=1024)
+    alpha: int = Field(default=32, gt=0, le=4096)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class TrainStep(Model):
+    method: Literal["sft", "dpo", "classification"] = "sft"
+    lora: Lora | None = Field(
+        default_factory=Lora, description="LoRA settings; null for a full fine-tune."
+    )
+    quantization: Literal["none", "4bit"] = "none"
+    learning_rate: float = Field(default=2e-4, gt=0, le=1)
+    epochs: float = Field(default=3, gt=0, le=1000)
+    max_steps: int | None = Field(default=None, gt=0, le=10_000_000)
+    batch_size: int = Field(default=4, gt=0, le=4096)
+    gradient_accumulation: int = Field(default=1, gt=0, le=4096)
+    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
+    max_length: int = Field(default=1024, gt=0, le=1_048_576)
+    packing: bool = True
+    assistant_only_loss: bool = True
+    seed: int = Field(default=42, ge=0)
+    checkpoint_every: int = Field(default=50, gt=0, description="Save a checkpoint every N steps.")
+    early_stopping_patience: int = Field(default=3, ge=0)
+    beta: float = Field(default=0.1, gt=0, description="DPO beta.")
+    eval_every: int | None = Field(default=None, gt=0)
+
+
+class EvaluateStep(Model):
+    decoding: Decoding = Field(default_factory=Decoding)
+    checks: list[Check] = Field(default_factory=list)
+    max_items: int | None = Field(default=None, gt=0)
+    gate: str | None = Field(
+        default=None,
+        max_length=512,
+        description="Promotion gate, e.g. 'tunedPassRate >= basePassRate + 0.05'.",
+    )
+
+    @field_validator("gate")
+    @classmethod
+    def _gate_parses(cls, v: str | None) -> str | None:
+        if v is not None:
+            from jobs.common.gate import parse_gate
+
+            parse_gate(v)
+        return v
+
+
+def _quant_names() -> set[str]:
+    from jobs.common.quant import QUANT_TYPES
+
+    return set(QUANT_TYPES)
+
+
+class GgufStep(Model):
+    quantizations: list[str] = Field(default_factory=lambda: ["Q4_K_M", "Q8_0"], min_length=1)
+    merge_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    model_name: str | None = Field(default=None, pattern=r"^[a-z0-9][-a-z0-9_.:]*$", max_length=128)
+    system_prompt: str | None = Field(default=None, max_length=10_000)
+    num_ctx: int = Field(default=2048, gt=0, le=1_048_576)
+    smoke_prompts: int = Field(default=2, ge=0, le=20)
+
+    @field_validator("quantizations")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        known = _quant_names()
+        bad = [q for q in v if q not in known]
+        if bad:
+            raise ValueError(f"unknown quantization {bad}; valid: {', '.join(sorted(known))}")
+        return v
+
+
+class Steps(Model):
+    eval: EvalStep | None = None
+    pack: PackStep | None = None
+    train: TrainStep | None = None
+    evaluate: EvaluateStep | None = None
+    gguf: GgufStep | None = None
+
+    def enabled(self) -> list[str]:
+        return [s for s in STEP_ORDER if getattr(self, s) is not None]
+
+
+# --- platform --------------------------------------------------------------------------------
+
+
+class Store(Model):
+    uri: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="file:///path or s3://bucket/prefix; defaults to the controller's or "
+        "ftctl's setting.",
+    )
+    secret_ref: str | None = Field(
+        default=None,
+        pattern=DNS_LABEL,
+        description="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_ENDPOINT_URL.",
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _scheme(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from jobs.common.errors import InvalidKey
+        from jobs.common.keys import validate_store_uri
+
+        try:
+            validate_store_uri(v)
+        except InvalidKey as err:
+            raise ValueError(err.message) from None
+        return v
+
+
+Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$", max_length=32)]
+
+
+class StepResources(Model):
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+    gpu: int | None = Field(default=None, ge=0, le=64, alias="nvidia.com/gpu")
+
+
+class Resources(Model):
+    eval: StepResources | None = None
+    pack: StepResources | None = None
+    train: StepResources | None = None
+    evaluate: StepResources | None = None
+    gguf: StepResources | None = None
+
+
+class Wandb(Model):
+    project: str = Field(max_length=128, pattern=r"^[-\w.]+$")
+    run_name: str | None = Field(default=None, max_length=128)
+    entity: str | None = Field(default=None, max_length=128)
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    api_key_secret: SecretKeyRef | None = None
+
+
+class Tracking(Model):
+    wandb: Wandb | None = None
+
+
+class Toleration(Model):
+    key: str | None = Field(default=None, max_length=253)
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = Field(default=None, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class Scheduling(Model):
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+
+
+class JobPolicy(Model):
+    backoff_limit: int = Field(default=2, ge=0, le=20)
+    active_deadline_seconds: int | None = Field(default=None, gt=0, le=30 * 86400)
+    ttl_seconds_after_finished: int | None = Field(default=86400, ge=0, le=30 * 86400)
+
+
+class FineTuneRunSpec(Model):
+    model: BaseModelSource
+    data: Data | None = None
+    steps: Steps
+    store: Store = Field(default_factory=Store)
+    resources: Resources = Field(default_factory=Resources)
+    tracking: Tracking = Field(default_factory=Tracking)
+    queue: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63, description="Kueue LocalQueue.")
+    scheduling: Scheduling = Field(default_factory=Scheduling)
+    job: JobPolicy = Field(default_factory=JobPolicy)
+    suspend: bool = Field(default=False, description="Stop the current step; false resumes.")
+    cleanup: Literal["keepArtifacts", "deleteArtifacts"] = "keepArtifacts"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FineTuneRunSpec:
+        enabled = self.steps.enabled()
+        if not enabled:
+            raise ValueError("steps: enable at least one step")
+        needs_data = "pack" in enabled
+        if needs_data and self.data is None:
+            raise ValueError("data: the pack step needs data.sources")
+        if self.data:
+            for i, src in enumerate(self.data.sources):
+                if src.from_step == "eval" and "eval" not in enabled:
+                    raise ValueError(f"data.sources[{i}].fromStep: eval is not enabled")
+        if "train" in enabled and "pack" not in enabled:
+            raise ValueError("steps.train needs steps.pack (train reads pack's splits)")
+        if "evaluate" in enabled and "train" not in enabled:
+            raise ValueError("steps.evaluate needs steps.train")
+        if "gguf" in enabled and "train" not in enabled:
+            raise ValueError("steps.gguf needs steps.train")
+        train = self.steps.train
+        if train and self.steps.pack:
+            want = {"sft": ("openai_chat", "alpaca"), "dpo": ("dpo",), "classification": ("classification",)}
+            if self.steps.pack.format not in want[train.method]:
+                raise ValueError(
+                    f"steps.pack.format: {train.method} training needs {' or '.join(want[train.method])}"
+                )
+        if train and train.method == "classification" and "gguf" in enabled:
+            raise ValueError("steps.gguf: a classification model cannot be exported to GGUF")
+        return self
+
+
+class FineTuneRun(Model):
+    api_version: Literal["finetune.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["FineTuneRun"]
+    metadata: Metadata
+    spec: FineTuneRunSpec
+
+    def snapshot(self) -> dict[str, Any]:
+        """The JSON form a step receives and `spec.json` stores."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+

@@ -1,0 +1,106 @@
+"""Reading FineTuneRun manifests, with errors that name the field or the line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from jobs.common.errors import InvalidSpec
+from jobs.common.spec import FineTuneRun
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "literal[")) or part in ("str", "list[str]"):
+            continue  # union branch names carry no meaning for the user
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(document)"
+
+
+def _message(err: dict[str, Any]) -> str:
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    simple = {
+        "greater_than": "must be > {gt}",
+        "greater_than_equal": "must be >= {ge}",
+        "less_than": "must be < {lt}",
+        "less_than_equal": "must be <= {le}",
+        "string_too_long": "must be at most {max_length} characters",
+        "string_too_short": "must be at least {min_length} characters",
+        "too_short": "must have at least {min_length} item(s)",
+        "too_long": "must have at most {max_length} item(s)",
+        "string_pattern_mismatch": "must match {pattern}",
+        "literal_error": "must be one of {expected}",
+    }
+    if kind in simple:
+        return simple[kind].format(**ctx)
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    msg = err["msg"]
+    return msg.removeprefix("Value error, ")
+
+
+def format_validation_error(err: ValidationError, root: str = "") -> list[str]:
+    """One line per problem: `spec.steps.train.learningRate: must be > 0`."""
+    lines = []
+    for e in err.errors():
+        path = _path(e["loc"])
+        if root:
+            path = f"{root}.{path}" if path != "(document)" else root
+        lines.append(f"{path}: {_message(e)}")
+    return sorted(set(lines), key=lines.index)
+
+
+def parse_document(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise InvalidSpec(f"{source}:{where}: malformed YAML/JSON: {problem}") from None
+
+
+def read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidSpec(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidSpec(f"{path}: is a directory, expected a file") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InvalidSpec(f"{path}: not UTF-8 text (bad byte at offset {err.start})") from None
+
+
+def run_from_obj(obj: Any, source: str = "manifest") -> FineTuneRun:
+    if not isinstance(obj, dict):
+        raise InvalidSpec(f"{source}: expected a mapping (a FineTuneRun manifest), got {type(obj).__name__}")
+    try:
+        return FineTuneRun.model_validate(obj)
+    except ValidationError as err:
+        raise InvalidSpec("\n".join(format_validation_error(err))) from None
+
+
+def load_run(path: Path | None, text: str | None = None) -> FineTuneRun:
+    """Load and validate a FineTuneRun from a YAML/JSON file (or text). Raises InvalidSpec."""
+    source = str(path) if path else "spec"
+    if text is None:
+        assert path is not None
+        text = read_text(path)
+    return run_from_obj(parse_document(text, source), source)
+
+
+def dump_json(run: FineTuneRun) -> str:
+    return json.dumps(run.snapshot(), indent=2, sort_keys=True)
