@@ -52,10 +52,10 @@ def write_sample(dest: Path, force: bool = False) -> list[Path]:
     existing = [p for p in (data, spec) if p.exists()]
     if existing and not force:
         raise InvalidInput(f"{', '.join(map(str, existing))} already exist(s); use --force to overwrite")
+    load_run(None, text=QUICKSTART)  # what we write must validate
     data.parent.mkdir(parents=True, exist_ok=True)
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in sample_rows()))
     spec.write_text(QUICKSTART)
-    load_run(spec)  # what we write must validate
     return [data, spec]
 
 

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             pct = msg.get("percent") or 0
             if not live and pct - last_printed.get(step, -10) >= 10:
                 last_printed[step] = pct
-                console.print(f"[{step}] {pct:5.1f}%  {_detail(msg)}")
+                console.print(f"[{step}] {pct:5.1f}%  {_detail(msg)}", markup=False)
         elif msg["type"] == "event":
             text = msg.get("message", "")
             if text in ("cached", "succeeded"):
@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
             elif text in ("started", "failed"):
                 bars.update(tasks[step], detail=text)
             if text in ("started", "cached", "succeeded", "failed"):
-                console.print(f"[{step}] {text}" + (f": {msg['error']}" if msg.get("error") else ""))
+                error = f": {msg['error']}" if msg.get("error") else ""
+                console.print(f"[{step}] {text}{error}", markup=False, soft_wrap=True)
 
     runner = LocalRunner(ftr, store, args.file.resolve().parent, work, force=args.force, on_update=on_update)
     t0 = time.time()
@@ -84,5 +85,5 @@ def run(args: argparse.Namespace) -> int:
             return 130
     print_summary(console, store, ftr.metadata.namespace, ftr.metadata.name)
     executed = ", ".join(runner.executed) or "none"
-    console.print(f"steps executed: {executed}; wall time {time.time() - t0:.1f}s")
+    console.print(f"steps executed: {executed}; wall time {time.time() - t0:.1f}s", soft_wrap=True)
     return 0 if status.phase == "Succeeded" else 1

@@ -40,10 +40,10 @@ def print_summary(console: Console, store: Store, namespace: str, run: str) -> d
         )
     console.print(table)
     if status.get("error"):
-        console.print(f"[red]error {status['error']['code']}: {status['error']['message']}[/]")
+        console.print(f"error {status['error']['code']}: {status['error']['message']}", style="red", markup=False, soft_wrap=True)
     for name, uri in sorted(status.get("artifacts", {}).items()):
-        console.print(f"  {name:<14} {uri}")
+        console.print(f"  {name:<14} {uri}", markup=False, soft_wrap=True)
     gguf = artifacts.read_manifest(store, namespace, run, "gguf")
     if gguf and gguf.get("metrics", {}).get("ollamaCreate"):
-        console.print(f"  ollama:        {gguf['metrics']['ollamaCreate']}")
+        console.print(f"  ollama:        {gguf['metrics']['ollamaCreate']}", markup=False, soft_wrap=True)
     return status

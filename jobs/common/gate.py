@@ -15,7 +15,7 @@ METRICS = ("PassRate", "ExactMatch", "TokenF1", "Loss", "Perplexity", "Accuracy"
 GATE_METRICS: tuple[str, ...] = tuple(f"{who}{m}" for who in ("base", "tuned") for m in METRICS)
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
-_TOKEN = re.compile(r"\s*(>=|<=|==|>|<|\+|-|[A-Za-z]+|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
+_TOKEN = re.compile(r"\s*(>=|<=|==|>|<|\+|-|[A-Za-z][A-Za-z0-9]*|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def _sum(tokens: list[str]) -> list[tuple[int, str | float]]:
             if tok in ("+", "-"):
                 sign = -sign if tok == "-" else sign
                 continue
-            if re.fullmatch(r"[A-Za-z]+", tok):
+            if re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", tok):
                 if tok not in GATE_METRICS:
                     raise ValueError(f"gate: unknown metric {tok!r}; known: {', '.join(GATE_METRICS)}")
                 terms.append((sign, tok))
