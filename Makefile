@@ -29,6 +29,7 @@ install: $(STAMP)
 
 include jobs/gguf/llamacpp.mk
 include images/images.mk
+llamacpp: install
 
 demo: install llamacpp
 	$(VENV)/bin/ftctl run examples/quickstart.yaml
@@ -42,6 +43,7 @@ test-quick: install
 
 crd: install
 	$(PY) -m jobs.common.crd > crds/finetune.dev_finetuneruns.yaml
+	$(MAKE) chart-crd
 
 bench: install llamacpp
 	$(PY) -m bench.all --quick

@@ -16,6 +16,8 @@ from pydantic.alias_generators import to_camel
 from jobs.common.names import STEP_ORDER
 
 # RFC 1123 label: what Kubernetes accepts for a Job name part, and what is safe in a store key.
+# Patterns spell out ASCII classes: `\w` is Unicode in Python and ASCII in the API server's
+# RE2, so it would let homoglyphs through `ftctl validate` that `kubectl apply` refuses.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Run names become Job names `<run>-<step>` (step names are at most 8 chars + dash), and Job
 # names must stay within 63 characters so that their pods' labels are valid.
@@ -60,7 +62,7 @@ class BaseModelSource(Model):
     )
     hub: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9][-\w.]*(/[-\w.]+)?$",
+        pattern=r"^[A-Za-z0-9][-_.A-Za-z0-9]*(/[-_.A-Za-z0-9]+)?$",
         description="A Hugging Face hub id; needs a reachable hub.",
     )
     revision: str | None = Field(default=None, max_length=128)
@@ -127,6 +129,8 @@ CheckKind = Literal["exact", "contains", "regex", "json_valid", "any_of"]
 
 
 class Check(Model):
+    # exact, contains and any_of without value/values compare against the item's expected
+    # answer (any_of adds its synonyms), so one check list serves a whole eval set or test split.
     type: CheckKind
     value: str | None = Field(default=None, max_length=10_000)
     values: list[str] = Field(default_factory=list)
@@ -141,8 +145,6 @@ class Check(Model):
                 re.compile(self.value)
             except re.error as err:
                 raise ValueError(f"regex does not compile: {err}") from None
-        if self.type in ("exact", "contains") and self.value is None:
-            raise ValueError(f"{self.type} check needs value")
         return self
 
 
@@ -182,7 +184,7 @@ class Backend(Model):
     endpoint: Endpoint | None = None
     asgi: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        pattern=r"^[A-Za-z_][_.A-Za-z0-9]*:[A-Za-z_][_A-Za-z0-9]*$",
         description="An ASGI app called in-process, as package.module:attr.",
     )
     base_model: bool = Field(default=False, description="The spec's base model via transformers.")
@@ -238,8 +240,12 @@ class PackStep(Model):
     split: Split = Field(default_factory=Split)
     seed: int = Field(default=42, ge=0)
     min_output_chars: int = Field(default=20, ge=0)
-    dedupe: bool = True
-    near_dup_threshold: float | None = Field(default=0.8, ge=0, le=1)
+    dedupe: bool = Field(
+        default=True, description="Drop duplicate instructions; false also turns off near-duplicate removal."
+    )
+    near_dup_threshold: float | None = Field(
+        default=0.8, gt=0, le=1, description="Token-Jaccard level at which rows are near-duplicates; null disables."
+    )
     curate: Literal["passed", "expected"] = Field(
         default="passed",
         description="From eval results: keep items whose checks passed (their response), or "
@@ -382,7 +388,7 @@ class Resources(Model):
 
 
 class Wandb(Model):
-    project: str = Field(max_length=128, pattern=r"^[-\w.]+$")
+    project: str = Field(max_length=128, pattern=r"^[-_.A-Za-z0-9]+$")
     run_name: str | None = Field(default=None, max_length=128)
     entity: str | None = Field(default=None, max_length=128)
     mode: Literal["offline", "online", "disabled"] = "offline"
@@ -461,6 +467,7 @@ class FineTuneRun(Model):
     spec: FineTuneRunSpec
 
     def snapshot(self) -> dict[str, Any]:
-        """The JSON form a step receives and `spec.json` stores."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        """The JSON form a step receives and `spec.json` stores. Nulls stay: `lora: null` (a full
+        fine-tune) or `nearDupThreshold: null` (off) must not fall back to their defaults."""
+        return self.model_dump(mode="json", by_alias=True)
 

@@ -1,0 +1,246 @@
+"""Exact and near-duplicate detection over instruction texts.
+
+Exact: texts equal after Unicode NFKC, case folding and collapsing everything
+that is not a letter or digit.
+
+Near: token-set Jaccard >= threshold. Tokens are lowercase words, and character
+bigrams inside runs of CJK characters (Chinese and Japanese are written without
+spaces). Candidates come from MinHash + LSH banding; only candidate pairs are
+compared, with the exact Jaccard of their token sets, so the work grows with
+the number of candidates, never with all n² pairs.
+
+The MinHash is datasketch's (its "affine32" permutations: h -> a*fmix32(h) + b
+mod 2^32, with datasketch's permutation parameters), computed for all rows at
+once with numpy instead of one MinHash object per row; a test pins the
+signatures to `datasketch.MinHash.update_batch`. Banding is done with numpy
+sorts too: an index with a Python insert per row and band would dominate the
+run time at a million rows.
+
+Which row is kept: rows are taken in order, and a row is dropped when it is a
+duplicate of an earlier row that was kept.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import zlib
+from array import array
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NUM_PERM = 128
+SEED = 1
+# The band shape is the longest band (fewest false candidates) for which a pair at
+# exactly the threshold still becomes a candidate with this probability.
+MIN_CANDIDATE_PROBABILITY = 0.95
+# A bucket larger than this pairs each member only with its first MAX_BUCKET members:
+# those are the rows a later member would be dropped for, and it bounds the pairs.
+MAX_BUCKET = 64
+# Token ids gathered per verification batch (bounds memory at a few hundred MB).
+VERIFY_BATCH_TOKENS = 20_000_000
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+_CJK_RUN = re.compile(rf"[{_CJK}]+")
+_TOKEN = re.compile(rf"[{_CJK}]+|[^\W{_CJK}]+")
+_WORD = re.compile(r"\w+")
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def normalize(text: str) -> str:
+    """The key for exact duplicates."""
+    return _NOT_WORD.sub(" ", _fold(text)).strip()
+
+
+def tokens(text: str) -> list[str]:
+    """Lowercase words; character bigrams inside CJK runs (a lone CJK character is itself)."""
+    text = _fold(text)
+    if not _CJK_RUN.search(text):
+        return _WORD.findall(text)
+    out: list[str] = []
+    for tok in _TOKEN.findall(text):
+        if len(tok) > 1 and _CJK_RUN.fullmatch(tok):
+            out += [tok[i : i + 2] for i in range(len(tok) - 1)]
+        else:
+            out.append(tok)
+    return out
+
+
+def jaccard(a: str, b: str) -> float:
+    """Exact token-set Jaccard of two texts (1.0 for two texts without tokens)."""
+    sa, sb = set(tokens(a)), set(tokens(b))
+    return len(sa & sb) / len(sa | sb) if sa or sb else 1.0
+
+
+def exact_duplicates(texts: Sequence[str]) -> dict[int, int]:
+    """dropped row -> the earlier row it repeats."""
+    first: dict[str, int] = {}
+    dropped = {}
+    for i, text in enumerate(texts):
+        kept = first.setdefault(normalize(text), i)
+        if kept != i:
+            dropped[i] = kept
+    return dropped
+
+
+def band_shape(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int]:
+    """(bands, rows per band)."""
+    best = 1
+    for r in range(1, num_perm + 1):
+        if 1 - (1 - threshold**r) ** (num_perm // r) >= MIN_CANDIDATE_PROBABILITY:
+            best = r
+    return num_perm // best, best
+
+
+@dataclass
+class NearDuplicates:
+    duplicate_of: dict[int, tuple[int, float]] = field(default_factory=dict)  # dropped -> (kept, jaccard)
+    rows: int = 0
+    candidate_pairs: int = 0  # distinct pairs whose exact Jaccard was computed
+    similar_pairs: int = 0  # of those, pairs at or above the threshold
+    bands: int = 0
+    rows_per_band: int = 0
+
+
+@dataclass
+class TokenSets:
+    """Each row's distinct token ids, flattened: row i is ids[starts[i]:starts[i] + sizes[i]]."""
+
+    ids: np.ndarray
+    starts: np.ndarray
+    sizes: np.ndarray
+    vocab: list[str]
+
+
+def token_sets(texts: Sequence[str]) -> TokenSets:
+    vocab: defaultdict[str, int] = defaultdict()
+    vocab.default_factory = vocab.__len__  # a new token gets the next id, without a Python-level call
+    flat = array("q")
+    sizes = np.empty(len(texts), dtype=np.int64)
+    for i, text in enumerate(texts):
+        row = set(map(vocab.__getitem__, tokens(text)))
+        flat.extend(row)
+        sizes[i] = len(row)
+    starts = np.zeros(len(texts), dtype=np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    return TokenSets(np.frombuffer(flat, dtype=np.int64), starts, sizes, list(vocab))
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finalizer, as datasketch applies it before its permutations."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def token_hash(token: str) -> int:
+    """The 32-bit hash of a token (stable across processes, unlike hash())."""
+    return zlib.crc32(token.encode("utf-8"))
+
+
+def signatures(sets: TokenSets, rows: np.ndarray, num_perm: int = NUM_PERM, seed: int = SEED) -> np.ndarray:
+    """MinHash signatures (len(rows), num_perm) of rows that have at least one token."""
+    from datasketch import MinHash
+
+    a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+    vocab_hash = _fmix32(np.fromiter((token_hash(t) for t in sets.vocab), dtype=np.uint32, count=len(sets.vocab)))
+    hashed = vocab_hash[_gather(sets, rows)]
+    offsets = np.zeros(len(rows), dtype=np.int64)
+    np.cumsum(sets.sizes[rows][:-1], out=offsets[1:])
+    by_perm = np.empty((num_perm, len(rows)), dtype=np.uint32)  # each band's columns stay contiguous
+    for k in range(num_perm):
+        by_perm[k] = np.minimum.reduceat(hashed * a[k] + b[k], offsets)
+    return by_perm.T
+
+
+def _gather(sets: TokenSets, rows: np.ndarray) -> np.ndarray:
+    """The token ids of `rows`, concatenated in that order."""
+    sizes = sets.sizes[rows]
+    shift = np.repeat(sets.starts[rows] - (np.cumsum(sizes) - sizes), sizes)
+    return sets.ids[np.arange(shift.size) + shift]
+
+
+def _band_keys(block: np.ndarray) -> np.ndarray:
+    """One 64-bit key per row for a band of signature columns (collisions only add candidates)."""
+    key = np.full(block.shape[0], 0xCBF29CE484222325, dtype=np.uint64)
+    for col in block.T:
+        key = (key ^ col.astype(np.uint64)) * np.uint64(0x100000001B3)
+    return key
+
+
+def _bucket_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) index pairs, i < j, of rows sharing a key: every pair in a bucket of up to
+    MAX_BUCKET + 1 rows; in a larger one, each row with the bucket's first MAX_BUCKET rows."""
+    order = np.argsort(keys, kind="stable")  # ties keep row order, so a bucket is sorted by row
+    sorted_keys = keys[order]
+    new = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
+    bucket = np.cumsum(new) - 1
+    starts = np.flatnonzero(new)
+    sizes = np.diff(np.r_[starts, keys.size])
+    pos = np.arange(keys.size) - starts[bucket]
+    members = np.flatnonzero(sizes[bucket] > 1)
+    firsts, seconds = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    for d in range(min(MAX_BUCKET, int(sizes.max(initial=1)) - 1)):
+        members = members[pos[members] > d]
+        firsts.append(order[starts[bucket[members]] + d])
+        seconds.append(order[members])
+    return np.concatenate(firsts), np.concatenate(seconds)
+
+
+def _jaccard_pairs(sets: TokenSets, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Exact Jaccard of each pair's token sets: the ids of both rows, keyed by pair and sorted;
+    an id that occurs twice within a pair is in the intersection."""
+    out = np.empty(first.size)
+    vocab = max(len(sets.vocab), 1)
+    cost = np.cumsum(sets.sizes[first] + sets.sizes[second])
+    cuts = np.searchsorted(cost, np.arange(VERIFY_BATCH_TOKENS, cost[-1] if cost.size else 0, VERIFY_BATCH_TOKENS))
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, first.size]):
+        f, s = first[lo:hi], second[lo:hi]
+        pair = np.arange(f.size, dtype=np.int64)
+        keys = np.concatenate(
+            [np.repeat(pair, sets.sizes[f]) * vocab + _gather(sets, f),
+             np.repeat(pair, sets.sizes[s]) * vocab + _gather(sets, s)]
+        )
+        keys.sort()
+        same = keys[1:] == keys[:-1]
+        inter = np.bincount(keys[1:][same] // vocab, minlength=f.size)
+        out[lo:hi] = inter / (sets.sizes[f] + sets.sizes[s] - inter)
+    return out
+
+
+def near_duplicates(
+    texts: Sequence[str], threshold: float, *, num_perm: int = NUM_PERM, seed: int = SEED
+) -> NearDuplicates:
+    """Rows whose token-set Jaccard with an earlier kept row is >= threshold (0 < threshold <= 1).
+    Rows without any token are left to exact dedupe."""
+    sets = token_sets(texts)
+    bands, per_band = band_shape(threshold, num_perm)
+    result = NearDuplicates(rows=len(texts), bands=bands, rows_per_band=per_band)
+    rows = np.flatnonzero(sets.sizes > 0)
+    if rows.size < 2:
+        return result
+    sig = signatures(sets, rows, num_perm, seed)
+    codes = [np.empty(0, np.int64)]
+    for band in range(bands):
+        i, j = _bucket_pairs(_band_keys(sig[:, band * per_band : (band + 1) * per_band]))
+        codes.append(rows[i] * len(texts) + rows[j])
+    pairs = np.unique(np.concatenate(codes))  # sorted by first row, then second
+    first, second = np.divmod(pairs, len(texts))
+    similarity = _jaccard_pairs(sets, first, second)
+    similar = similarity >= threshold
+    result.candidate_pairs = int(pairs.size)
+    result.similar_pairs = int(similar.sum())
+    dropped = result.duplicate_of
+    for i, j, sim in zip(first[similar].tolist(), second[similar].tolist(), similarity[similar].tolist()):
+        if i not in dropped and j not in dropped:
+            dropped[j] = (i, sim)
+    return result

@@ -1,0 +1,44 @@
+"""Row filters applied before dedupe; each dropped row gets one reason."""
+
+from __future__ import annotations
+
+from jobs.pack.records import Record
+from jobs.pack.validate import approx_tokens, chat_tokens
+
+REASONS = {
+    "not_passed": "the eval item did not pass its checks (curate: passed)",
+    "no_expected": "the eval item has no expected answer (curate: expected)",
+    "empty_prompt": "no prompt text",
+    "empty_output": "no answer text",
+    "short_output": "answer shorter than minOutputChars",
+    "too_long": "over maxTokens (estimated)",
+    "duplicate": "same normalized instruction as an earlier row",
+    "near_duplicate": "token Jaccard with an earlier row >= nearDupThreshold",
+}
+
+
+def row_problem(record: Record, fmt: str, min_output_chars: int, max_tokens: int) -> str | None:
+    """Why `record` is dropped, or None. minOutputChars applies to free-text answers, not to
+    labels (a class name is short by nature)."""
+    if record.reject:
+        return record.reject
+    if not record.prompt.strip():
+        return "empty_prompt"
+    answer = record.output.strip()
+    if not answer:
+        return "empty_output"
+    if fmt != "classification" and record.label is None and len(answer) < min_output_chars:
+        return "short_output"
+    if _over_limit(record, max_tokens):
+        return "too_long"
+    return None
+
+
+def _over_limit(record: Record, max_tokens: int) -> bool:
+    texts = [v for m in record.messages for v in m.values() if isinstance(v, str)]
+    if record.rejected:
+        texts.append(record.rejected)
+    # The estimate never counts more tokens than characters, so most rows need no counting.
+    if sum(map(len, texts)) + 4 * len(record.messages) + 3 <= max_tokens:
+        return False
+    return chat_tokens(record.messages) + (approx_tokens(record.rejected) if record.rejected else 0) > max_tokens
