@@ -141,6 +141,39 @@ def fetch(store: Store, manifest: dict[str, Any], dest: Path, only: str | None =
     return dest
 
 
+def commit_tree(store: Store, prefix: str, local_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Upload a local folder under `prefix` and commit it with a `_manifest.json` written last.
+
+    The step-output protocol for things that are not a step's output (training checkpoints,
+    the dequantized-model cache): readers go through `read_tree` and `fetch`, so a folder
+    whose upload was cut off is never used. `meta` must name the "step" that wrote it.
+    """
+    store.delete(keys.join(prefix, MANIFEST))
+    files = []
+    for p in sorted(local_dir.rglob("*")):
+        if p.is_file():
+            rel = p.relative_to(local_dir).as_posix()
+            key = keys.join(prefix, rel)
+            files.append({"path": rel, "key": key, "size": p.stat().st_size, "sha256": sha256_file(p)})
+            store.put_file(key, p)
+    manifest = {**meta, "committedAt": now_iso(), "files": files}
+    store.put_bytes(keys.join(prefix, MANIFEST), json.dumps(manifest, indent=2).encode())
+    return manifest
+
+
+def read_tree(store: Store, prefix: str) -> dict[str, Any] | None:
+    """The manifest of a folder committed with `commit_tree`, or None when it is not committed."""
+    raw = store.get_bytes(keys.join(prefix, MANIFEST))
+    return json.loads(raw) if raw is not None else None
+
+
+def delete_tree(store: Store, prefix: str) -> None:
+    """Un-commit first, then remove the files, so a reader never sees a half-deleted folder."""
+    store.delete(keys.join(prefix, MANIFEST))
+    for key in store.list(prefix):
+        store.delete(key)
+
+
 def lookup_cache(store: Store, step: str, key: str) -> dict[str, Any] | None:
     """A committed cache entry whose files are all still present with their sizes, else None."""
     raw = store.get_bytes(keys.join(keys.cache_prefix(step, key), MANIFEST))

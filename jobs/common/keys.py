@@ -27,7 +27,7 @@ def validate_key(key: str) -> str:
     for seg in key.split("/"):
         if seg in ("", ".", ".."):
             raise InvalidKey(f"store key {key!r}: empty, '.' or '..' segment")
-        if not _SEGMENT.match(seg):
+        if not _SEGMENT.fullmatch(seg):  # fullmatch: `$` alone lets a trailing newline in
             raise InvalidKey(
                 f"store key {key!r}: segment {seg!r} may hold only letters, digits, '.', '_', '-'"
             )
@@ -56,13 +56,16 @@ def under(prefix: str, key: str) -> bool:
 
 def validate_store_uri(uri: str) -> tuple[str, str, str]:
     """Split a store URI into (scheme, bucket or root, prefix); raise InvalidKey when malformed."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError as err:  # e.g. an unclosed '[' reads as a broken IPv6 host
+        raise InvalidKey(f"store URI {uri!r}: {err}") from None
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
             raise InvalidKey(f"store URI {uri!r}: use file:///absolute/path")
         return "file", parts.path, ""
     if parts.scheme == "s3":
-        if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", parts.netloc or ""):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", parts.netloc or ""):
             raise InvalidKey(f"store URI {uri!r}: bad bucket name {parts.netloc!r}")
         prefix = parts.path.strip("/")
         if prefix:

@@ -51,6 +51,8 @@ def materialize(location: str, base_dir: Path, scratch: Path) -> Path:
     path = local_path_of(location, base_dir)
     if path is None:
         return _download_s3(location, scratch)
+    if path.resolve().parts[1:2] in (("proc",), ("sys",), ("dev",)):  # e.g. /proc/self/environ
+        raise MissingInput(f"{location}: a system path, not an input file")
     if not path.exists():
         raise MissingInput(f"{location}: no such file or directory ({path})")
     return path

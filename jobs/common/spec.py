@@ -30,6 +30,16 @@ class Model(BaseModel):
     )
 
 
+# Env var names a Secret key may not take (see Endpoint.api_key_secret): the steps' own
+# settings, the cloud SDKs', the interpreter's and the dynamic loader's, and proxies.
+RESERVED_ENV_PREFIXES = ("FT_", "AWS_", "WANDB_", "HF_", "TRANSFORMERS_", "PYTHON", "LD_", "KUBERNETES_")
+RESERVED_ENV = frozenset(
+    {"PATH", "HOME", "TMPDIR", "BROWSER", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"}
+    | {p + "_PROXY" for p in ("HTTP", "HTTPS", "ALL", "NO")}
+    | {p + "_proxy" for p in ("http", "https", "all", "no")}
+)
+
+
 class SecretKeyRef(Model):
     """A key in a Kubernetes Secret (or, locally, an environment variable of the same name)."""
 
@@ -161,9 +171,23 @@ class Endpoint(Model):
     @field_validator("base_url")
     @classmethod
     def _scheme(cls, v: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", v):
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", v):
             raise ValueError("must be an http(s) URL")
+        if "@" in v.split("/", 3)[2]:
+            raise ValueError("credentials in the URL are not allowed; use apiKeySecret")
         return v.rstrip("/")
+
+    @field_validator("api_key_secret")
+    @classmethod
+    def _own_env_name(cls, v: SecretKeyRef | None) -> SecretKeyRef | None:
+        # In a pod the key becomes an env var of the same name: it must not replace one the
+        # step runs with (FT_STORE_URI, AWS_*, PYTHONPATH, LD_PRELOAD, proxies, ...).
+        if v is not None and (v.key in RESERVED_ENV or v.key.startswith(RESERVED_ENV_PREFIXES)):
+            raise ValueError(
+                f"key {v.key!r} would replace an environment variable of the step; "
+                "name the Secret's key like OPENAI_API_KEY"
+            )
+        return v
 
     @model_validator(mode="after")
     def _tls(self) -> Endpoint:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +63,55 @@ def format_validation_error(err: ValidationError, root: str = "") -> list[str]:
     return sorted(set(lines), key=lines.index)
 
 
+class SpecLoader(yaml.SafeLoader):
+    """YAML read the way the API server reads it, so `ftctl validate` and `kubectl apply` agree:
+    `5e-5` is a number (YAML 1.1 wants a dot), dates stay strings, and a key given twice is an
+    error instead of the last one silently winning."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (yaml.YAMLError, RecursionError):
+            raise
+        except Exception as err:  # a constructor choking on its scalar, e.g. `!!int abc`
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this value: {err}", node.start_mark
+            ) from None
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given on line {seen[key] + 1})", key_node.start_mark
+                )
+            if isinstance(key, Hashable):
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
+
+
 def parse_document(text: str, source: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=SpecLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise InvalidSpec(f"{source}:{where}: malformed YAML/JSON: {problem}") from None
+    except RecursionError:
+        raise InvalidSpec(f"{source}: malformed YAML/JSON: nested too deeply") from None
 
 
 def read_text(path: Path) -> str:
@@ -88,7 +131,8 @@ def run_from_obj(obj: Any, source: str = "manifest") -> FineTuneRun:
     if not isinstance(obj, dict):
         raise InvalidSpec(f"{source}: expected a mapping (a FineTuneRun manifest), got {type(obj).__name__}")
     try:
-        return FineTuneRun.model_validate(obj)
+        # Strict, as the API server is: "4" is not a number and true is not a count.
+        return FineTuneRun.model_validate(obj, strict=True)
     except ValidationError as err:
         raise InvalidSpec("\n".join(format_validation_error(err))) from None
 

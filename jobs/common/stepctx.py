@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -169,20 +170,33 @@ def execute(step: str, body: Callable[[StepContext], StepResult]) -> dict[str, A
     return manifest
 
 
+_CREDENTIAL_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """`text` without the values of credential env vars. Error messages quote what they could
+    not read, and a data file can be anything, /proc/self/environ included."""
+    for name, value in os.environ.items():
+        if len(value) >= 8 and _CREDENTIAL_NAME.search(name):
+            text = text.replace(value, "***")
+    return text
+
+
 def main(step: str, body: Callable[[StepContext], StepResult]) -> None:
     """Entry point for `python -m jobs.<step>`; exits with the code the Job policy expects."""
     _configure_logging()
     try:
         execute(step, body)
     except FtError as err:
-        log.error("%s: %s", err.code, err.message)
-        emit("error", step=step, code=err.code, message=err.message)
+        message = redact(err.message)
+        log.error("%s: %s", err.code, message)
+        emit("error", step=step, code=err.code, message=message)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         log.error("interrupted; nothing was committed")
         sys.exit(130)
     except Exception as err:  # an unexpected crash: keep the traceback in the log
-        traceback.print_exc()
-        emit("error", step=step, code="Crash", message=f"{type(err).__name__}: {err}")
+        sys.stderr.write(redact(traceback.format_exc()))
+        emit("error", step=step, code="Crash", message=redact(f"{type(err).__name__}: {err}"))
         sys.exit(EXIT_CRASH)
     sys.exit(0)

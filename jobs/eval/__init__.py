@@ -1,0 +1,1 @@
+"""The eval step: run an eval set against a model and check its answers."""
