@@ -6,7 +6,7 @@ import json
 
 import pytest
 from pydantic import ValidationError
-from conftest import FRAMES, QA, cfg, chat_rows, frames_csv, write_jsonl
+from tests.pack.packkit import FRAMES, QA, cfg, chat_rows, frames_csv, write_jsonl
 
 from jobs.common.errors import InvalidData
 from jobs.pack.packer import pack

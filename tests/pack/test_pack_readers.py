@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import QA, chat_rows, frames_csv, write_jsonl
+from tests.pack.packkit import QA, chat_rows, frames_csv, write_jsonl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import QA, chat_rows, frames_csv, run_spec, write_jsonl
+from tests.pack.packkit import QA, chat_rows, frames_csv, run_spec, write_jsonl
 
 from jobs.common import artifacts
 from jobs.common.errors import InvalidData, InvalidInput, MissingInput
