@@ -18,8 +18,13 @@ from jobs.common.errors import FtError
 COMMANDS = [
     "jobs.cli.cmd_init",
     "jobs.cli.cmd_validate",
+    "jobs.cli.cmd_validate_data",
     "jobs.cli.cmd_run",
     "jobs.cli.cmd_status",
+    "jobs.cli.cmd_rerun",
+    "jobs.cli.cmd_chat",
+    "jobs.cli.cmd_controller",
+    "jobs.cli.cmd_cancel",
 ]
 
 

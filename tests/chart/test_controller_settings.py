@@ -17,7 +17,7 @@ from tests.chart.chartlib import NAMESPACE, VALUE_SETS, Render, controller_env
 # FT_DEFAULT_RESOURCES (JSON, spec.resources form), FT_GPU_TOLERATIONS (JSON list of
 # spec.scheduling.tolerations items), FT_GPU_NODE_SELECTOR (JSON map), FT_IMAGE_PULL_SECRETS
 # (comma-separated Secret names).
-NOT_READ_YET = {"FT_DEFAULT_RESOURCES", "FT_GPU_TOLERATIONS", "FT_GPU_NODE_SELECTOR", "FT_IMAGE_PULL_SECRETS"}
+STEP_DEFAULTS = {"FT_DEFAULT_RESOURCES", "FT_GPU_TOLERATIONS", "FT_GPU_NODE_SELECTOR", "FT_IMAGE_PULL_SECRETS"}
 
 
 class RecordingEnv(Mapping[str, str]):
@@ -50,17 +50,15 @@ def _settings(render: Render, values: str) -> tuple[ControllerSettings, Recordin
 def test_rendered_env_parses_into_controller_settings(render: Render, values: str) -> None:
     settings, env = _settings(render, values)
     set_by_chart = {k for k in env.env if k.startswith("FT_")}
-    unread = set_by_chart - env.read - NOT_READ_YET
+    unread = set_by_chart - env.read
     assert not unread, f"the chart sets {sorted(unread)}, which the controller never reads"
     assert settings.liveness == "http://0.0.0.0:8080/healthz"
     assert settings.run_as_user == 10001 or values == "all-on"
 
 
-@pytest.mark.xfail(strict=True, reason="controller/settings.py does not read the step defaults yet: "
-                   + ", ".join(sorted(NOT_READ_YET)))
 def test_controller_reads_the_step_defaults(render: Render) -> None:
     _, env = _settings(render, "all-on")
-    assert NOT_READ_YET <= env.read
+    assert STEP_DEFAULTS <= env.read
 
 
 def test_per_team_settings(render: Render) -> None:

@@ -25,11 +25,8 @@ import pytest_asyncio
 
 import kmock
 
-from faultkit import load_testkit
-
-testkit = load_testkit("controller")
-
-from controller_testkit import (  # noqa: E402  (fixtures and helpers of the controller's suite)
+import tests.controller.harness as testkit
+from tests.controller.harness import (  # fixtures and helpers of the controller's suite
     JOBS,
     REPO,
     Cluster,

@@ -1,0 +1,5 @@
+"""python -m controller: the same as `ftctl controller`."""
+
+from controller.operator import main
+
+main()

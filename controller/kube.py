@@ -1,0 +1,109 @@
+"""The few Kubernetes API calls the controller makes, on plain dicts.
+
+Blocking (the kubernetes client is synchronous); the handlers run them in a thread
+pool. Jobs go through CustomObjectsApi, which takes any group/version/plural and
+plain dicts, so a Job is never round-tripped through the client's typed models.
+Every call here has a matching rule in `controller.rbac.RULES`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+from kubernetes.client.exceptions import ApiException
+
+from jobs.common.names import GROUP, PLURAL, VERSION
+
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def load_config() -> None:
+    """In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+
+
+class Kube:
+    def __init__(self, pool_size: int = 16):
+        config = kubernetes.client.Configuration.get_default_copy()
+        config.connection_pool_maxsize = pool_size
+        client = kubernetes.client.ApiClient(config)
+        self.custom = kubernetes.client.CustomObjectsApi(client)
+        self.core = kubernetes.client.CoreV1Api(client)
+
+    # --- FineTuneRuns ------------------------------------------------------------------
+
+    def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def patch_run(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
+
+    def patch_run_status(self, namespace: str, name: str, status_patch: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status_patch}
+        )
+
+    def set_run_suspend(self, namespace: str, name: str, suspend: bool) -> None:
+        self.patch_run(namespace, name, {"spec": {"suspend": suspend}})
+
+    # --- Jobs --------------------------------------------------------------------------
+
+    def create_job(self, namespace: str, job: dict[str, Any]) -> bool:
+        """Create the Job; False when one of that name already exists."""
+        try:
+            self.custom.create_namespaced_custom_object("batch", "v1", namespace, "jobs", job)
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object("batch", "v1", namespace, "jobs", name)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            # Background: the Job goes at once, its pods right after.
+            self.custom.delete_namespaced_custom_object(
+                "batch", "v1", namespace, "jobs", name, propagation_policy="Background"
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        resp = self.core.list_namespaced_pod(
+            namespace, label_selector=f"{JOB_NAME_LABEL}={job}", _preload_content=False
+        )
+        items = json.loads(resp.data).get("items", [])
+        # Filtered again here: a selector a server ignores must not hand us other Jobs' pods.
+        return [p for p in items if (p.get("metadata", {}).get("labels") or {}).get(JOB_NAME_LABEL) == job]
+
+    # --- Secrets -----------------------------------------------------------------------
+
+    def secret_keys(self, namespace: str, name: str) -> set[str] | None:
+        """The keys a Secret holds (never its values), or None when it does not exist."""
+        try:
+            resp = self.core.read_namespaced_secret(name, namespace, _preload_content=False)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        body = json.loads(resp.data)
+        return set(body.get("data") or {}) | set(body.get("stringData") or {})

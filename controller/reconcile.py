@@ -1,0 +1,306 @@
+"""One reconcile of one FineTuneRun: read it, observe its steps, plan, act, write status.
+
+Everything runs from what is observable (the run, its Jobs, the store), so a
+controller restarted at any point picks up where things are. Jobs have fixed names
+(`<run>-<step>`) and are created only if absent, so no step ever gets two Jobs.
+Status is written only when it changed; a finished run is never acted on again.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from controller.jobs import build_job, job_name, required_secrets, store_uri
+from controller.kube import Kube
+from controller.metrics import Metrics
+from controller.observe import JobInfo, StepFacts, job_info, needs, observe, observe_step, pod_error, progress_fields
+from controller.settings import ControllerSettings
+from jobs.common import artifacts, keys
+from jobs.common.artifacts import now_iso
+from jobs.common.cachekey import STEP_INPUTS, step_key
+from jobs.common.errors import FtError, InvalidSpec
+from jobs.common.names import API_VERSION, GROUP, KIND
+from jobs.common.spec import FineTuneRun
+from jobs.common.specio import run_from_obj
+from jobs.common.status import TERMINAL_PHASES, Condition, ConditionType, Reason, RunStatus
+from jobs.common.store import Store, delete_prefix, open_store
+from jobs.pipeline.local import outputs_to_uris
+from jobs.pipeline.planner import Observed, Start, Stop, plan
+
+log = logging.getLogger("ft.controller")
+
+# The spec the run started with, so that later edits cannot change what it runs.
+SPEC_ANNOTATION = f"{GROUP}/spec-snapshot"
+# The only spec fields that may change once a run started: suspend stops/resumes it,
+# cleanup only decides what deleting the run does.
+MUTABLE_FIELDS = ("suspend", "cleanup")
+_STATUS_KEYS = {f.alias or n for n, f in RunStatus.model_fields.items()}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    retry: str | None = None  # why the run waits on something only time can fix (a missing Secret)
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    fixed = {k: v for k, v in spec.items() if k not in MUTABLE_FIELDS}
+    return hashlib.sha256(json.dumps(fixed, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The RFC 7386 merge patch that turns `old` into `new` (empty when they are equal)."""
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    for k, v in new.items():
+        o = old.get(k)
+        if isinstance(v, dict) and isinstance(o, dict):
+            sub = merge_patch(o, v)
+            if sub:
+                patch[k] = sub
+        elif v != o:
+            patch[k] = v
+    return patch
+
+
+def with_condition(status: RunStatus, previous: RunStatus, cond: tuple[str, str, str, str], now: str) -> RunStatus:
+    """`status` with condition `cond` set (replacing one of its type), keeping its
+    lastTransitionTime when its status did not change."""
+    ctype, cstatus, reason, message = cond
+    old = next((c for c in previous.conditions if c.type == ctype), None)
+    since = old.last_transition_time if old and old.status == cstatus else now
+    new = Condition(type=ctype, status=cstatus, reason=reason, message=message, last_transition_time=since)
+    return status.model_copy(update={"conditions": [c for c in status.conditions if c.type != ctype] + [new]})
+
+
+def effective_spec(body: dict[str, Any]) -> dict[str, Any]:
+    """The spec the run started with, plus the live values of the fields that may change."""
+    live = body.get("spec") or {}
+    snapshot = ((body.get("metadata") or {}).get("annotations") or {}).get(SPEC_ANNOTATION)
+    spec = {k: v for k, v in (json.loads(snapshot) if snapshot else live).items() if k not in MUTABLE_FIELDS}
+    spec.update({k: live[k] for k in MUTABLE_FIELDS if k in live})
+    return spec
+
+
+def _previous(raw: dict[str, Any] | None) -> RunStatus:
+    try:
+        return RunStatus.model_validate({k: v for k, v in (raw or {}).items() if k in _STATUS_KEYS})
+    except ValidationError:
+        log.warning("status is not readable; starting from an empty one")
+        return RunStatus()
+
+
+@functools.lru_cache(maxsize=64)
+def _open_store(uri: str) -> Store:
+    return open_store(uri)
+
+
+class Reconciler:
+    def __init__(self, settings: ControllerSettings, kube: Kube, metrics: Metrics):
+        self.settings = settings
+        self.kube = kube
+        self.metrics = metrics
+        # Relative paths in a spec are resolved like the step harness does (FT_BASE_DIR or
+        # the working directory), so that both compute the same cache keys.
+        self.base_dir = Path(os.environ.get("FT_BASE_DIR", os.getcwd()))
+
+    def reconcile(self, namespace: str, name: str, jobs: dict[str, JobInfo], read_progress: bool = False) -> Outcome:
+        started = time.perf_counter()
+        try:
+            body = self.kube.get_run(namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return Outcome()
+            return self._reconcile(body, jobs, read_progress)
+        finally:
+            self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+
+    def delete_artifacts(self, body: dict[str, Any]) -> int:
+        """Delete everything under the run's prefix in its store; the number of objects."""
+        meta = body["metadata"]
+        uri = (effective_spec(body).get("store") or {}).get("uri") or self.settings.default_store_uri
+        if not uri:
+            return 0
+        return delete_prefix(_open_store(uri), keys.run_prefix(meta["namespace"], meta["name"]))
+
+    # --- the steps of a reconcile ----------------------------------------------------------
+
+    def _reconcile(self, body: dict[str, Any], jobs: dict[str, JobInfo], read_progress: bool) -> Outcome:
+        meta = body["metadata"]
+        ns, name, uid = meta["namespace"], meta["name"], meta.get("uid", "")
+        prev = _previous(body.get("status"))
+        if prev.phase in TERMINAL_PHASES:
+            return Outcome()
+        live = body.get("spec") or {}
+        effective = effective_spec(body)
+        now = now_iso()
+        try:
+            run = self._validate(ns, name, effective)
+        except InvalidSpec as err:
+            self._finish(body, prev, plan([], {}, now=now, previous=prev, invalid=err.message).status, {})
+            return Outcome()
+        if SPEC_ANNOTATION not in (meta.get("annotations") or {}):
+            self.kube.patch_run(ns, name, {"metadata": {"annotations": {SPEC_ANNOTATION: json.dumps(live, sort_keys=True)}}})
+        steps = run.spec.steps.enabled()
+        jobs = {**jobs, **self._unindexed_jobs(ns, name, steps, jobs, prev)}
+        observed = observe(steps, jobs, prev, uid, self._facts(run, needs(steps, jobs, prev, uid), jobs, read_progress))
+        h = spec_hash(effective)
+
+        missing_secret = None
+        for _ in range(len(steps)):  # each pass settles one step: cached, started or stopped
+            p = plan(steps, observed, now=now, previous=prev, suspend=run.spec.suspend, spec_hash=h)
+            for action in p.actions:
+                if isinstance(action, Stop):
+                    self.kube.delete_job(ns, job_name(name, action.step))
+            start = next((a for a in p.actions if isinstance(a, Start)), None)
+            if start is None:
+                break
+            cached = self._from_cache(run, start.step)
+            if cached is not None:
+                observed[start.step] = cached
+                continue
+            missing_secret, observed[start.step] = self._start(body, run, start, prev)
+            if missing_secret:
+                break
+        # The status after what was just done (its actions are done or wait for a Secret).
+        p = plan(steps, observed, now=now, previous=prev, suspend=run.spec.suspend, spec_hash=h)
+        status = p.status.model_copy(
+            update={"artifacts": {**prev.artifacts, **p.status.artifacts}, "observed_generation": meta.get("generation")}
+        )
+        if prev.spec_hash and spec_hash(live) != prev.spec_hash:
+            status = with_condition(status, prev, (
+                Reason.SPEC_CHANGED, "True", Reason.SPEC_CHANGED,
+                "the spec changed after the run started; only spec.suspend and spec.cleanup take "
+                "effect, the run goes on with the spec it started with",
+            ), now)
+        if missing_secret:
+            status = self._waiting_for_secret(status, prev, missing_secret, now)
+        self._finish(body, prev, status, observed)
+        return Outcome(retry=missing_secret)
+
+    def _validate(self, ns: str, name: str, spec: dict[str, Any]) -> FineTuneRun:
+        run = run_from_obj(
+            {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": ns}, "spec": spec},
+            source=f"FineTuneRun {ns}/{name}",
+        )
+        if not store_uri(run, self.settings):
+            raise InvalidSpec("spec.store.uri: not set, and the controller has no default store (FT_STORE_URI)")
+        return run
+
+    def _unindexed_jobs(
+        self, ns: str, name: str, steps: list[str], jobs: dict[str, JobInfo], prev: RunStatus
+    ) -> dict[str, JobInfo]:
+        """Jobs the status says were created but the watch has not shown yet, read directly:
+        without this, a reconcile right after a Job's creation would take the step for unstarted."""
+        out = {}
+        for s in prev.steps:
+            if s.name in steps and s.name not in jobs and s.job and s.phase == "Running":
+                body = self.kube.get_job(ns, s.job)
+                info = job_info(body) if body else None
+                if info is not None:
+                    out[s.name] = info
+        return out
+
+    def _start(self, body: dict[str, Any], run: FineTuneRun, start: Start, prev: RunStatus) -> tuple[str | None, Observed]:
+        """Create the step's Job if absent; or say which Secret it waits for."""
+        ns, uid = run.metadata.namespace, body["metadata"].get("uid", "")
+        job = build_job(run, start.step, self.settings)
+        for secret, key in required_secrets(job):
+            present = self.kube.secret_keys(ns, secret)
+            if present is None or key not in present:
+                what = "not found" if present is None else f"has no key {key!r}"
+                msg = f"Secret {secret!r} {what} in namespace {ns} (step {start.step} needs its key {key!r})"
+                return msg, Observed(phase="NotStarted", attempts=start.attempt - 1, reason=Reason.SECRET_NOT_FOUND, message=msg)
+        kopf.adopt(job, owner=body)
+        jname = job["metadata"]["name"]
+        if self.kube.create_job(ns, job):
+            log.info("created Job %s/%s", ns, jname)
+            created = observe_step(job_info(job), None, StepFacts(), uid)
+            return None, replace(created, attempts=start.attempt)
+        # The name is taken: our own Job not yet seen by the watch, a Job of an earlier run
+        # of the same name, or someone else's Job.
+        existing = self.kube.get_job(ns, jname)
+        info = job_info(existing) if existing else None
+        if existing is None or info is not None:
+            prev_step = next((s for s in prev.steps if s.name == start.step), None)
+            return None, observe_step(info, prev_step, StepFacts(), uid)
+        msg = f"a Job named {jname} exists that is not a step of this run; delete it to let the run go on"
+        return None, Observed(phase="Running", job=jname, message=msg)
+
+    def _waiting_for_secret(self, status: RunStatus, prev: RunStatus, message: str, now: str) -> RunStatus:
+        started = any(s.attempts or s.phase != "Pending" for s in status.steps)
+        status = with_condition(status, prev, (ConditionType.RUNNING, "False", Reason.SECRET_NOT_FOUND, message), now)
+        return status.model_copy(update={"phase": status.phase if started else "Pending"})
+
+    def _store(self, run: FineTuneRun) -> Store | None:
+        try:
+            return _open_store(store_uri(run, self.settings) or "")
+        except (FtError, OSError) as err:
+            log.warning("store of %s/%s is not reachable: %s", run.metadata.namespace, run.metadata.name, err)
+            return None
+
+    def _facts(self, run: FineTuneRun, need: dict[str, str], jobs: dict[str, JobInfo], read_progress: bool) -> dict[str, StepFacts]:
+        """Read manifests of completed steps, errors of failed ones, and (on the timer)
+        progress of running ones. A store that cannot be read costs detail, never correctness."""
+        ns, name = run.metadata.namespace, run.metadata.name
+        facts: dict[str, StepFacts] = {}
+        store = self._store(run) if any(w != "error" for w in need.values()) else None
+        for step, what in need.items():
+            try:
+                if what == "error":
+                    facts[step] = StepFacts(error=pod_error(self.kube.job_pods(ns, jobs[step].name), step))
+                elif what == "manifest" and store is not None:
+                    manifest = artifacts.read_manifest(store, ns, name, step)
+                    outputs = outputs_to_uris(store, manifest) if manifest else {}
+                    facts[step] = StepFacts(manifest=manifest, outputs=outputs)
+                elif what == "progress" and read_progress and store is not None:
+                    raw = store.get_bytes(keys.join(keys.step_prefix(ns, name, step), "progress.json"))
+                    facts[step] = StepFacts(progress=progress_fields(json.loads(raw)) if raw else None)
+            except (FtError, OSError, ValueError) as err:
+                log.warning("%s/%s step %s: cannot read its %s: %s", ns, name, step, what, err)
+        return facts
+
+    def _from_cache(self, run: FineTuneRun, step: str) -> Observed | None:
+        """A committed cache entry for the step's key, adopted as its output: no Job needed."""
+        store = self._store(run)
+        if store is None:
+            return None
+        ns, name = run.metadata.namespace, run.metadata.name
+        enabled = run.spec.steps.enabled()
+        try:
+            inputs = {s: artifacts.require_manifest(store, ns, name, s) for s in STEP_INPUTS[step] if s in enabled}
+            key = step_key(run.spec, step, inputs, self.base_dir)
+            hit = artifacts.lookup_cache(store, step, key)
+            if hit is None:
+                return None
+            manifest = artifacts.adopt_cached(store, ns, name, step, hit)
+        except (FtError, OSError) as err:
+            # The step itself checks the cache too; here it only saves starting a pod.
+            log.info("%s/%s step %s: no cache lookup (%s)", ns, name, step, err)
+            return None
+        log.info("%s/%s step %s: cache hit %s, no Job needed", ns, name, step, key[:12])
+        t = now_iso()
+        return Observed(
+            phase="Cached", started=t, finished=t, outputs=outputs_to_uris(store, manifest),
+            message=f"cached (key {key[:12]})",
+        )
+
+    def _finish(self, body: dict[str, Any], prev: RunStatus, status: RunStatus, observed: dict[str, Observed]) -> None:
+        """Write the status when it changed, and count what finished."""
+        meta = body["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        old = {k: v for k, v in (body.get("status") or {}).items() if k in _STATUS_KEYS}
+        patch = merge_patch(old, status.model_dump(mode="json", by_alias=True, exclude_none=True))
+        if patch:
+            self.kube.patch_run_status(ns, name, patch)
+            if status.phase != prev.phase:
+                log.info("%s/%s: %s -> %s", ns, name, prev.phase, status.phase)
+        self.metrics.step_transitions(prev, observed)
