@@ -28,14 +28,13 @@ from controller.observe import JobInfo, StepFacts, job_info, needs, observe, obs
 from controller.settings import ControllerSettings
 from jobs.common import artifacts, keys
 from jobs.common.artifacts import now_iso
-from jobs.common.cachekey import STEP_INPUTS, step_key
 from jobs.common.errors import FtError, InvalidSpec
 from jobs.common.names import API_VERSION, GROUP, KIND
 from jobs.common.spec import FineTuneRun
 from jobs.common.specio import run_from_obj
 from jobs.common.status import TERMINAL_PHASES, Condition, ConditionType, Reason, RunStatus
 from jobs.common.store import Store, delete_prefix, open_store
-from jobs.pipeline.local import outputs_to_uris
+from jobs.pipeline.cache import adopt_if_cached, outputs_to_uris
 from jobs.pipeline.planner import Observed, Start, Stop, plan
 
 log = logging.getLogger("ft.controller")
@@ -274,24 +273,15 @@ class Reconciler:
         if store is None:
             return None
         ns, name = run.metadata.namespace, run.metadata.name
-        enabled = run.spec.steps.enabled()
         try:
-            inputs = {s: artifacts.require_manifest(store, ns, name, s) for s in STEP_INPUTS[step] if s in enabled}
-            key = step_key(run.spec, step, inputs, self.base_dir)
-            hit = artifacts.lookup_cache(store, step, key)
-            if hit is None:
-                return None
-            manifest = artifacts.adopt_cached(store, ns, name, step, hit)
+            hit = adopt_if_cached(store, run, step, self.base_dir)
         except (FtError, OSError) as err:
             # The step itself checks the cache too; here it only saves starting a pod.
             log.info("%s/%s step %s: no cache lookup (%s)", ns, name, step, err)
             return None
-        log.info("%s/%s step %s: cache hit %s, no Job needed", ns, name, step, key[:12])
-        t = now_iso()
-        return Observed(
-            phase="Cached", started=t, finished=t, outputs=outputs_to_uris(store, manifest),
-            message=f"cached (key {key[:12]})",
-        )
+        if hit is not None:
+            log.info("%s/%s step %s: %s, no Job needed", ns, name, step, hit.message)
+        return hit
 
     def _finish(self, body: dict[str, Any], prev: RunStatus, status: RunStatus, observed: dict[str, Observed]) -> None:
         """Write the status when it changed, and count what finished."""

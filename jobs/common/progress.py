@@ -17,9 +17,22 @@ PROGRESS = "progress"
 EVENT = "event"
 
 
-def emit(kind: str, **fields: Any) -> None:
-    sys.stdout.write(json.dumps({"type": kind, **fields}, default=str) + "\n")
+def emit(kind: str, **fields: Any) -> str:
+    line = json.dumps({"type": kind, **fields}, default=str)
+    sys.stdout.write(line + "\n")
     sys.stdout.flush()
+    return line
+
+
+def write_termination_message(line: str) -> None:
+    """In a pod, the error line also goes to the termination-message file, so the controller
+    reads it from the pod status whatever the log holds."""
+    path = os.environ.get("FT_TERMINATION_LOG", "/dev/termination-log")
+    try:
+        with open(path, "w") as f:
+            f.write(line[:4000])  # the kubelet keeps at most 4096 bytes
+    except OSError:
+        pass  # not in a pod
 
 
 def parse_line(line: str) -> dict[str, Any] | None:

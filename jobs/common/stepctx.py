@@ -30,7 +30,7 @@ from typing import Any, Callable
 from jobs.common import artifacts, keys
 from jobs.common.cachekey import STEP_INPUTS, code_version, step_key
 from jobs.common.errors import EXIT_CRASH, FtError, InvalidSpec
-from jobs.common.progress import Progress, emit
+from jobs.common.progress import Progress, emit, write_termination_message
 from jobs.common.resolve import materialize
 from jobs.common.spec import FineTuneRun
 from jobs.common.specio import load_run
@@ -190,13 +190,15 @@ def main(step: str, body: Callable[[StepContext], StepResult]) -> None:
     except FtError as err:
         message = redact(err.message)
         log.error("%s: %s", err.code, message)
-        emit("error", step=step, code=err.code, message=message)
+        write_termination_message(emit("error", step=step, code=err.code, message=message))
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         log.error("interrupted; nothing was committed")
         sys.exit(130)
     except Exception as err:  # an unexpected crash: keep the traceback in the log
         sys.stderr.write(redact(traceback.format_exc()))
-        emit("error", step=step, code="Crash", message=redact(f"{type(err).__name__}: {err}"))
+        write_termination_message(
+            emit("error", step=step, code="Crash", message=redact(f"{type(err).__name__}: {err}"))
+        )
         sys.exit(EXIT_CRASH)
     sys.exit(0)

@@ -16,7 +16,6 @@ import json
 import logging
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from jobs.common import keys

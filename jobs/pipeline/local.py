@@ -20,25 +20,15 @@ from typing import Any, Callable
 
 from jobs.common import artifacts, keys
 from jobs.common.artifacts import now_iso
-from jobs.common.cachekey import STEP_INPUTS, step_key
 from jobs.common.errors import PERMANENT_EXIT_CODES
 from jobs.common.progress import parse_line
 from jobs.common.spec import FineTuneRun
 from jobs.common.status import RunStatus
 from jobs.common.store import Store
-from jobs.pipeline.planner import Observed, Start, Stop, plan
+from jobs.pipeline.cache import adopt_if_cached, outputs_to_uris
+from jobs.pipeline.planner import Observed, Start, plan
 
 STOP_GRACE_SECONDS = 20
-
-
-def outputs_to_uris(store: Store, manifest: dict[str, Any]) -> dict[str, str]:
-    prefix = keys.step_prefix(manifest["namespace"], manifest["run"], manifest["step"])
-    # A cached step's files may live under the run that first produced them.
-    origin = manifest.get("cachedFrom")
-    if origin:
-        ns, run = origin.split("/", 1)
-        prefix = keys.step_prefix(ns, run, manifest["step"])
-    return {name: f"{store.uri}/{prefix}/{rel}" for name, rel in manifest.get("outputs", {}).items()}
 
 
 class StepProcess:
@@ -134,13 +124,6 @@ class LocalRunner:
         body = self.status.model_dump(mode="json", by_alias=True, exclude_none=True)
         self.store.put_bytes(self._run_key("status.json"), json.dumps(body, indent=2).encode())
 
-    def _input_manifests(self, step: str) -> dict[str, dict[str, Any]]:
-        return {
-            s: artifacts.require_manifest(self.store, self.ns, self.name, s)
-            for s in STEP_INPUTS[step]
-            if s in self.steps
-        }
-
     # --- actions ---------------------------------------------------------------------------
 
     def _env(self, step: str, spec_file: Path) -> dict[str, str]:
@@ -160,18 +143,10 @@ class LocalRunner:
         return env
 
     def _try_cache(self, step: str) -> bool:
-        if self.force:
-            return False
-        key = step_key(self.spec, step, self._input_manifests(step), self.base_dir)
-        hit = artifacts.lookup_cache(self.store, step, key)
+        hit = None if self.force else adopt_if_cached(self.store, self.run, step, self.base_dir)
         if hit is None:
             return False
-        manifest = artifacts.adopt_cached(self.store, self.ns, self.name, step, hit)
-        t = now_iso()
-        self.observed[step] = Observed(
-            phase="Cached", attempts=0, started=t, finished=t, outputs=outputs_to_uris(self.store, manifest),
-            message=f"cached (key {key[:12]})",
-        )
+        self.observed[step] = hit
         self.on_update(step, {"type": "event", "message": "cached"})
         return True
 

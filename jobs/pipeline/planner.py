@@ -172,7 +172,8 @@ def plan(
             actions=[Stop(s) for s in running],
         )
 
-    resumed = prev.phase == "Cancelled"
+    # Once a run was suspended, Suspended stays in its conditions (False after a resume).
+    resumed = prev.phase == "Cancelled" or any(c.type == ConditionType.SUSPENDED for c in prev.conditions)
     for s in steps:
         o = obs[s]
         if o.phase in ("Succeeded", "Cached"):

@@ -66,6 +66,8 @@ def test_suspend_stops_running_step_and_resume_continues():
     resumed = plan(STEPS, {"pack": OK, "train": Observed(attempts=1)}, now=NOW, previous=p.status)
     assert resumed.actions == [Start("train", 2)]
     assert any(c.type == "Suspended" and c.status == "False" for c in resumed.status.conditions)
+    running = plan(STEPS, {"pack": OK, "train": RUN}, now=NOW, previous=resumed.status)
+    assert any(c.type == "Suspended" and c.status == "False" for c in running.status.conditions)
 
 
 def test_invalid_spec_fails_without_actions():
