@@ -34,10 +34,10 @@ spec:
       method: sft
       lora: {r: 16, alpha: 32, dropout: 0.05}
       learningRate: 0.001
-      maxSteps: 60
-      batchSize: 8
-      maxLength: 256
-      checkpointEvery: 20
+      maxSteps: 24
+      batchSize: 4
+      maxLength: 128
+      checkpointEvery: 8
     evaluate:
       decoding: {maxNewTokens: 32}
       gate: tunedTokenF1 >= baseTokenF1 + 0.05

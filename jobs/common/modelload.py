@@ -144,8 +144,18 @@ def has_gpu() -> bool:
     return torch.cuda.is_available()
 
 
+def bf16_supported() -> bool:
+    """bfloat16 arithmetic in hardware: a recent GPU, or a CPU with AVX512-BF16 or AMX."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 def compute_dtype() -> Any:
-    """bfloat16 where a GPU supports it; float32 on CPU, where half precision trains poorly."""
+    """The dtype weights are loaded in: bfloat16 on a GPU that has it, else float32 (training on
+    CPU keeps float32 weights and computes under bfloat16 autocast where the CPU supports it)."""
     import torch
 
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
@@ -175,16 +185,14 @@ def load_tokenizer(model_dir: Path) -> Any:
     return tokenizer
 
 
-def load_causal_lm(
-    model_dir: Path, adapter_dir: Path | None = None, *, quantize_4bit: bool = False, dtype: Any = None
-) -> tuple[Any, Any]:
+def load_causal_lm(model_dir: Path, adapter_dir: Path | None = None, *, quantize_4bit: bool = False) -> tuple[Any, Any]:
     """(model, tokenizer) from an HF folder, with a peft adapter applied when given.
 
     The tokenizer comes from the adapter folder when it has one (training saves it there).
     """
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": dtype or compute_dtype()}
+    kwargs: dict[str, Any] = {"dtype": compute_dtype()}
     if quantize_4bit:
         kwargs.update(quantization_config=nf4_config(), device_map={"": 0})
     elif has_gpu():

@@ -119,18 +119,37 @@ def _plain(value: Any) -> Any:
     return value
 
 
+SMOOTH_FROM = 10
+
+
+def _moving_average(values: tuple[float, ...], window: int) -> list[float]:
+    """Trailing mean over up to `window` values, so the curve starts at the first step."""
+    out = []
+    for i in range(len(values)):
+        recent = values[max(0, i - window + 1) : i + 1]
+        out.append(sum(recent) / len(recent))
+    return out
+
+
 def plot_loss(metrics: MetricsLog, png: Path, title: str) -> None:
     """The loss curve (train, and eval when present) as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for key, label in (("loss", "train loss"), ("eval_loss", "eval loss")):
-        points = metrics.series(key)
-        if points:
-            ax.plot(*zip(*points), marker="o" if len(points) < 30 else None, markersize=3, label=label)
+    train = metrics.series("loss")
+    if train:
+        steps, losses = zip(*train)
+        ax.plot(steps, losses, alpha=0.35 if len(train) >= SMOOTH_FROM else 1.0, label="train loss")
+        if len(train) >= SMOOTH_FROM:  # per-batch losses are noisy; the trend is what a reader wants
+            ax.plot(steps, _moving_average(losses, max(2, len(train) // 10)), label="train loss (moving average)")
+    evals = metrics.series("eval_loss")
+    if evals:
+        ax.plot(*zip(*evals), marker="o", markersize=4, label="eval loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title)

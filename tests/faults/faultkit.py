@@ -220,17 +220,3 @@ def start_step(step: str, env: dict[str, str], log: Path) -> subprocess.Popen:
         stderr=open(log, "wb"),
         text=True,
     )
-
-
-def load_testkit(suite: str):
-    """Another suite's conftest.py as a module (`<suite>_testkit`), to reuse its fixtures."""
-    import importlib.util
-
-    name = f"{suite}_testkit"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "tests" / suite / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module

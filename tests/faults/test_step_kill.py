@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from faultkit import REPO, pack_spec, start_step, step_env, wait_for, write_spec
 from jobs.common import artifacts

@@ -21,13 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from faultkit import REPO, load_testkit, pack_spec, step_env, wait_for, write_rows, write_spec
+from faultkit import REPO, pack_spec, step_env, wait_for, write_rows, write_spec
 from jobs.common import artifacts
 from jobs.common.store import open_store
 
-_train = load_testkit("train")
-smollm2_tokenizer_dir = _train.smollm2_tokenizer_dir  # fixtures: SmolLM2's tokenizer, a tiny random Llama
-tiny_llama = _train.tiny_llama
+from tests.train.trainkit import smollm2_tokenizer_dir, tiny_llama  # noqa: F401  (fixtures)
 
 NS = "faults"
 MAX_STEPS = 40

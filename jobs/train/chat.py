@@ -1,0 +1,104 @@
+"""Conversations to token ids with an assistant-only loss mask.
+
+The mask marks each assistant message's content and its end-of-turn token (what the model must
+learn to say, and to stop); system/user turns and the template's role headers are masked.
+
+Two ways to find those tokens:
+- the chat template has `{% generation %}` markers, or TRL ships a training version of it that
+  has them: the tokenizer returns the mask (`return_assistant_tokens_mask`);
+- otherwise (ChatML templates such as SmolLM2's, among others) each assistant message is located
+  by rendering the conversation up to it: the text after the rendered prefix with the generation
+  prompt, up to and including the end-of-turn marker, is that message. Token offsets turn the
+  character span into a token mask.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from jobs.common.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+Encoded = dict[str, list[int]]  # input_ids and assistant_masks
+Encoder = Callable[[list[dict[str, str]]], Encoded]
+
+# For base models that ship no chat template: plain role headers, EOS closing each assistant turn.
+FALLBACK_TEMPLATE = (
+    "{% for message in messages %}{{ '### ' + message['role'] + ':\\n' + message['content'] }}"
+    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '### assistant:\\n' }}{% endif %}"
+)
+
+
+def ensure_chat_template(tokenizer: Any) -> None:
+    if not tokenizer.chat_template:
+        log.warning("the tokenizer has no chat template; using plain '### role:' headers")
+        tokenizer.chat_template = FALLBACK_TEMPLATE
+
+
+def chat_encoder(tokenizer: Any, assistant_only: bool) -> Encoder:
+    if not assistant_only:
+        return lambda messages: _all_tokens(tokenizer, messages)
+    template = _marked_template(tokenizer)
+    if template is not None:
+        return lambda messages: _masked_by_markers(tokenizer, template, messages)
+    return lambda messages: _masked_by_prefixes(tokenizer, messages)
+
+
+def _marked_template(tokenizer: Any) -> str | None:
+    """A template with {% generation %} markers that trains the end-of-turn token, if there is one."""
+    from trl.chat_template_utils import (
+        get_training_chat_template,
+        has_generation_markers,
+        is_chat_template_stop_token_trained,
+    )
+
+    if has_generation_markers(tokenizer.chat_template):
+        template = tokenizer.chat_template
+    else:
+        try:
+            template = get_training_chat_template(tokenizer) or tokenizer.chat_template
+        except ValueError:  # TRL has no training version of this template
+            return None
+    return template if is_chat_template_stop_token_trained(tokenizer, chat_template=template) else None
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool = False) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def _all_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> Encoded:
+    ids = tokenizer(_render(tokenizer, messages), add_special_tokens=False)["input_ids"]
+    return {"input_ids": ids, "assistant_masks": [1] * len(ids)}
+
+
+def _masked_by_markers(tokenizer: Any, template: str, messages: list[dict[str, str]]) -> Encoded:
+    out = tokenizer.apply_chat_template(
+        messages, chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    return {"input_ids": list(out["input_ids"]), "assistant_masks": list(out["assistant_masks"])}
+
+
+def _masked_by_prefixes(tokenizer: Any, messages: list[dict[str, str]]) -> Encoded:
+    text = _render(tokenizer, messages)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = _render(tokenizer, messages[:i], generation_prompt=True)
+        through = _render(tokenizer, messages[: i + 1])
+        if not (through.startswith(before) and text.startswith(through)):
+            raise InvalidInput(
+                "steps.train.assistantOnlyLoss: this model's chat template renders earlier turns differently "
+                "as the conversation grows, so assistant tokens cannot be located; set assistantOnlyLoss: false"
+            )
+        # The message runs through its end-of-turn marker; whitespace after the marker belongs to no one.
+        spans.append((len(before), len(through.rstrip())))
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    mask = [
+        int(end > start and any(lo <= start and end <= hi for lo, hi in spans))
+        for start, end in encoded["offset_mapping"]
+    ]
+    return {"input_ids": list(encoded["input_ids"]), "assistant_masks": mask}

@@ -1,0 +1,118 @@
+"""Supervised fine-tuning with TRL's SFTTrainer, LoRA (or QLoRA, or a full fine-tune) via peft.
+
+Rows are tokenized here, with the assistant-only mask from jobs.train.chat, and handed to TRL
+pre-tokenized; TRL builds the labels, truncates to maxLength and, with packing on, packs whole
+examples into maxLength-token rows (best-fit decreasing) trained padding-free, position ids
+restarting at each example so that examples do not attend to each other.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jobs.common.errors import InvalidData
+from jobs.common.modelload import load_causal_lm, load_tokenizer
+from jobs.common.spec import TrainStep
+from jobs.common.stepctx import StepResult
+from jobs.train.adapters import check_target_modules, lora_config
+from jobs.train.chat import chat_encoder, ensure_chat_template
+from jobs.train.data import Split, Splits, chat_messages
+from jobs.train.session import Session
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SftPlan:
+    base_dir: Path
+    tokenizer: Any
+    train: Any  # datasets.Dataset of input_ids, assistant_masks
+    val: Any | None
+    longest: int
+
+
+def tokenize(split: Split, tokenizer: Any, assistant_only: bool) -> Any:
+    from datasets import Dataset
+
+    encode = chat_encoder(tokenizer, assistant_only)
+    rows = []
+    for i, row in enumerate(split.rows):
+        encoded = encode(chat_messages(row, split.where(i)))
+        if 1 not in encoded["assistant_masks"]:
+            raise InvalidData(f"{split.where(i)}: the assistant messages are empty, nothing to learn")
+        rows.append(encoded)
+    return Dataset.from_list(rows)
+
+
+def check_lengths(dataset: Any, max_length: int) -> int:
+    """Fail when no example fits in maxLength; warn about the ones that will be cut."""
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    too_long = sum(n > max_length for n in lengths)
+    if too_long == len(lengths):
+        raise InvalidData(
+            f"every training example is longer than steps.train.maxLength ({max_length} tokens; the shortest "
+            f"has {min(lengths)}): training would see only cut-off prompts. Raise maxLength"
+        )
+    if too_long:
+        log.warning(
+            "%d of %d training examples are longer than maxLength=%d and are cut", too_long, len(lengths), max_length
+        )
+    return max(lengths)
+
+
+def prepare(cfg: TrainStep, splits: Splits, base_dir: Path) -> SftPlan:
+    from transformers import AutoModelForCausalLM
+
+    check_target_modules(cfg.lora, base_dir, AutoModelForCausalLM)
+    tokenizer = load_tokenizer(base_dir)
+    ensure_chat_template(tokenizer)
+    train = tokenize(splits.train, tokenizer, cfg.assistant_only_loss)
+    longest = check_lengths(train, cfg.max_length)
+    val = tokenize(splits.val, tokenizer, cfg.assistant_only_loss) if len(splits.val) else None
+    return SftPlan(base_dir, tokenizer, train, val, longest)
+
+
+def train(session: Session, plan: SftPlan) -> StepResult:
+    from trl import SFTConfig, SFTTrainer
+
+    cfg = session.cfg
+    model, _ = load_causal_lm(plan.base_dir, quantize_4bit=cfg.quantization == "4bit")
+    if cfg.quantization == "4bit":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    args = SFTConfig(
+        **session.trainer_args(padding_free=cfg.packing),
+        max_length=cfg.max_length,
+        packing=cfg.packing,
+        packing_strategy="bfd",
+        # The labels are built from our assistant mask; TRL's own template masking is not needed.
+        assistant_only_loss=False,
+        completion_only_loss=False,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=plan.train,
+        eval_dataset=plan.val,
+        processing_class=plan.tokenizer,
+        peft_config=lora_config(cfg.lora, "CAUSAL_LM") if cfg.lora else None,
+        callbacks=session.callbacks(),
+    )
+    figures = session.fit(trainer)
+    if plan.val is not None:
+        figures["evalLoss"] = round(trainer.evaluate()["eval_loss"], 4)  # also logged to metrics.jsonl
+    artifact = "adapter" if cfg.lora else "model"
+    trainer.model.save_pretrained(session.ctx.out / artifact)
+    plan.tokenizer.save_pretrained(session.ctx.out / artifact)
+    resolved = {
+        "packing": cfg.packing,
+        "examples": len(plan.train),
+        "longestExample": plan.longest,
+        "maxSteps": trainer.state.max_steps,
+        "effectiveBatch": cfg.batch_size * cfg.gradient_accumulation,
+    }
+    return session.finish(artifact, figures, resolved)
