@@ -32,7 +32,8 @@ spec:
       split: {train: 0.8, val: 0.1, test: 0.1}
     train:
       method: sft
-      lora: {r: 16, alpha: 32, dropout: 0.05}
+      # dropout 0: on a CPU LoRA dropout costs about 2.5x in step time
+      lora: {r: 16, alpha: 32, dropout: 0}
       learningRate: 0.001
       maxSteps: 24
       batchSize: 4
