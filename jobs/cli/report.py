@@ -9,6 +9,7 @@ from rich.table import Table
 
 from jobs.common import artifacts
 from jobs.common.errors import MissingInput
+from jobs.common.gate import METRICS
 from jobs.common.store import Store
 from jobs.pipeline.local import read_status
 
@@ -43,7 +44,23 @@ def print_summary(console: Console, store: Store, namespace: str, run: str) -> d
         console.print(f"error {status['error']['code']}: {status['error']['message']}", style="red", markup=False, soft_wrap=True)
     for name, uri in sorted(status.get("artifacts", {}).items()):
         console.print(f"  {name:<14} {uri}", markup=False, soft_wrap=True)
+    evaluate = artifacts.read_manifest(store, namespace, run, "evaluate")
+    if evaluate:
+        print_before_after(console, evaluate.get("metrics", {}))
     gguf = artifacts.read_manifest(store, namespace, run, "gguf")
     if gguf and gguf.get("metrics", {}).get("ollamaCreate"):
         console.print(f"  ollama:        {gguf['metrics']['ollamaCreate']}", markup=False, soft_wrap=True)
     return status
+
+
+def print_before_after(console: Console, metrics: dict) -> None:
+    """The evaluate step's base vs tuned figures, from its manifest."""
+    rows = [(m, metrics[f"base{m}"], metrics[f"tuned{m}"]) for m in METRICS if f"base{m}" in metrics and f"tuned{m}" in metrics]
+    if not rows:
+        return
+    table = Table(title="before / after (test split)")
+    for col in ("metric", "base", "tuned", "change"):
+        table.add_column(col)
+    for name, base, tuned in rows:
+        table.add_row(name, f"{base:.4f}", f"{tuned:.4f}", f"{tuned - base:+.4f}")
+    console.print(table)

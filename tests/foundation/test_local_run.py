@@ -77,3 +77,22 @@ def test_failing_step_fails_the_run_and_commits_nothing(tmp_path):
     assert status["phase"] == "Failed" and status["error"]["step"] == "pack"
     assert status["steps"][0]["attempts"] == 1  # invalid data is permanent: no retry
     assert "Traceback" not in res.stdout + res.stderr
+
+
+def test_status_shows_before_after_from_the_evaluate_manifest(tmp_path):
+    from rich.console import Console
+
+    from jobs.cli.report import print_summary
+    from jobs.common import artifacts
+    from jobs.common.store import open_store
+
+    store = open_store((tmp_path / "s").as_uri())
+    store.put_bytes("runs/ns/r/status.json", json.dumps({"phase": "Succeeded", "steps": []}).encode())
+    w = artifacts.StepWriter(store, "ns", "r", "evaluate")
+    w.begin()
+    w.commit(input_key="k", code_version="c", metrics={"basePassRate": 0.1, "tunedPassRate": 0.8, "baseLoss": 0.7, "tunedLoss": 0.1})
+    console = Console(record=True, width=120)
+    print_summary(console, store, "ns", "r")
+    text = console.export_text()
+    assert "before / after" in text
+    assert "PassRate" in text and "+0.7000" in text and "-0.6000" in text
