@@ -1,0 +1,8 @@
+"""The bench package lives at the repository root, next to jobs/ (it is not installed)."""
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
