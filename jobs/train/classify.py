@@ -187,9 +187,7 @@ def train(session: Session, plan: ClassifyPlan) -> StepResult:
     session.metrics.write({"step": trainer.state.global_step, **final})
     figures.update(final)
     out = session.ctx.out
-    artifact = "adapter" if cfg.lora else "model"
-    trainer.model.save_pretrained(out / artifact)
-    plan.tokenizer.save_pretrained(out / artifact)
+    artifact = session.save_weights(trainer, plan.tokenizer)
     label2id = {label: i for i, label in enumerate(plan.labels)}
     (out / "labels.json").write_text(json.dumps({"labels": plan.labels, "label2id": label2id}, indent=2))
     (out / "classification_report.json").write_text(json.dumps(reports, indent=2))

@@ -102,8 +102,6 @@ def train(session: Session, plan: DpoPlan) -> StepResult:
         evaluated = trainer.evaluate()  # also logged to metrics.jsonl
         figures["evalLoss"] = round(evaluated["eval_loss"], 4)
         figures["evalRewardAccuracy"] = round(evaluated.get("eval_rewards/accuracies", 0.0), 4)
-    artifact = "adapter" if cfg.lora else "model"
-    trainer.model.save_pretrained(session.ctx.out / artifact)
-    plan.tokenizer.save_pretrained(session.ctx.out / artifact)
+    artifact = session.save_weights(trainer, plan.tokenizer)
     resolved = {"beta": cfg.beta, "pairs": len(plan.train), "maxSteps": trainer.state.max_steps}
     return session.finish(artifact, figures, resolved)

@@ -63,7 +63,7 @@ class Session:
             metrics.truncate(checkpoint_step(resume_from))
         return cls(ctx, cfg, work, resume_from, checkpoints, tracker, metrics)
 
-    def trainer_args(self, *, padding_free: bool = False, **overrides: Any) -> dict[str, Any]:
+    def trainer_args(self, **overrides: Any) -> dict[str, Any]:
         """TrainingArguments keywords from the spec (TRL's configs take the same ones)."""
         cfg, gpu = self.cfg, has_gpu()
         args = dict(
@@ -89,8 +89,7 @@ class Session:
             # AVX512-BF16 CPU); activation checkpointing only on a GPU, where memory is the limit.
             bf16=bf16_supported(),
             activation_checkpointing=gpu,
-            # Padding-free batches have no attention mask; every token in them is real.
-            include_num_input_tokens_seen="all" if padding_free else "non_padding",
+            include_num_input_tokens_seen="non_padding",
             dataloader_num_workers=0,
         )
         if cfg.eval_every:
@@ -127,10 +126,18 @@ class Session:
             "precision": "bf16-autocast" if trainer.args.bf16 else "fp32",
         }
 
+    def save_weights(self, trainer: Any, tokenizer: Any) -> str:
+        """Save the trained weights and the tokenizer under ctx.out; returns the folder's name:
+        "adapter" with LoRA, else "model"."""
+        artifact = "adapter" if self.cfg.lora else "model"
+        trainer.model.save_pretrained(self.ctx.out / artifact)
+        tokenizer.save_pretrained(self.ctx.out / artifact)
+        return artifact
+
     def finish(self, artifact: str, metrics: dict[str, Any], config: dict[str, Any]) -> StepResult:
         """Write train_config.json and loss.png, upload everything under ctx.out, close tracking.
 
-        `artifact` is "adapter" or "model": the folder under ctx.out holding the trained weights.
+        `artifact` is the folder under ctx.out holding the trained weights (see save_weights).
         """
         out = self.ctx.out
         losses = [loss for _, loss in self.metrics.series("loss")]

@@ -2,8 +2,9 @@
 
 Rows are tokenized here, with the assistant-only mask from jobs.train.chat, and handed to TRL
 pre-tokenized; TRL builds the labels, truncates to maxLength and, with packing on, packs whole
-examples into maxLength-token rows (best-fit decreasing) trained padding-free, position ids
-restarting at each example so that examples do not attend to each other.
+examples into maxLength-token rows (best-fit decreasing), trained as rows of a batch with
+position ids restarting at each example so that examples do not attend to each other
+(jobs.train.packed_rows).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from jobs.common.stepctx import StepResult
 from jobs.train.adapters import check_target_modules, lora_config
 from jobs.train.chat import chat_encoder, ensure_chat_template
 from jobs.train.data import Split, Splits, chat_messages
+from jobs.train.packed_rows import train_packed_rows
 from jobs.train.session import Session
 
 log = logging.getLogger(__name__)
@@ -85,7 +87,7 @@ def train(session: Session, plan: SftPlan) -> StepResult:
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
     args = SFTConfig(
-        **session.trainer_args(padding_free=cfg.packing),
+        **session.trainer_args(),
         max_length=cfg.max_length,
         packing=cfg.packing,
         packing_strategy="bfd",
@@ -102,12 +104,12 @@ def train(session: Session, plan: SftPlan) -> StepResult:
         peft_config=lora_config(cfg.lora, "CAUSAL_LM") if cfg.lora else None,
         callbacks=session.callbacks(),
     )
+    if cfg.packing:
+        train_packed_rows(trainer)
     figures = session.fit(trainer)
     if plan.val is not None:
         figures["evalLoss"] = round(trainer.evaluate()["eval_loss"], 4)  # also logged to metrics.jsonl
-    artifact = "adapter" if cfg.lora else "model"
-    trainer.model.save_pretrained(session.ctx.out / artifact)
-    plan.tokenizer.save_pretrained(session.ctx.out / artifact)
+    artifact = session.save_weights(trainer, plan.tokenizer)
     resolved = {
         "packing": cfg.packing,
         "examples": len(plan.train),

@@ -173,7 +173,7 @@ def test_train_throughput_benchmark_runs(tmp_path):
     doc = tmp_path / "b.md"
     ran(bench("bench.train_throughput", "--steps", "1", "--rows", "120", "--doc", str(doc), timeout=1800))
     text = doc.read_text()
-    for side in ("train step", "TRL defaults", "TRL defaults, float32, no checkpointing"):
+    for side in ("train step", "TRL defaults", "TRL defaults, no checkpointing", "the same, length-grouped batches"):
         assert f"| {side} | 1 |" in text
 
 

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from tests.tinymodels import save_tiny_llama
+
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -42,24 +44,7 @@ def build_tokenizer(out: Path) -> Any:
 
 
 def build_model(out: Path, tokenizer: Any) -> None:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        initializer_range=0.2,  # at the default 0.02 the logits are near uniform and LoRA cannot move them
-    )
-    LlamaForCausalLM(config).save_pretrained(out)
+    save_tiny_llama(out, tokenizer, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id)
 
 
 def train_adapter(model_dir: Path, out: Path, steps: int = 60) -> list[dict[str, Any]]:
