@@ -3,12 +3,15 @@
     python -m bench.controller_scale              # 1,000 runs of five steps
     python -m bench.controller_scale --quick      # 200 runs
     python -m bench.controller_scale --run-pods   # also run each Job's pod (the step harness)
+    python -m bench.controller_scale --job-seconds 60   # each Job runs 30-90 s before it succeeds
 
 The controller runs as its own process (`python -m controller`, as in its pod), pointed at
 the emulator by a kubeconfig. This process holds the emulator (the controller tests'
 `Emulator`, tests/controller/harness.py) and plays the Job controller with their
 `Cluster`: each Job the controller creates is marked Complete at once, as in the
-controller's own scale test; with --run-pods its pod is run first (the real step harness
+controller's own scale test (the worst case: every hand-off of every run queues at the same
+moment), or, with --job-seconds S, after a random S/2 to 3S/2 seconds, as Jobs that do work
+finish spread over time; with --run-pods its pod is run first (the real step harness
 commits a small output to the file:// store, in a worker process). Measured: the time from
 a Job's success (the emulator applying its status patch) to the creation of the run's next
 Job, the wall time until every run has finished, and the controller process's peak RSS
@@ -22,6 +25,7 @@ import asyncio
 import math
 import multiprocessing
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -234,8 +238,11 @@ class JobPlayer:
     running its pod in a worker process when asked. A bounded number at a time, as a
     cluster's capacity would; an API call that times out (the emulator is busy) is retried."""
 
-    def __init__(self, cluster: Any, timeline: Timeline, work: Path, run_pods: bool, in_flight: int = 16):
+    def __init__(self, cluster: Any, timeline: Timeline, work: Path, run_pods: bool, job_seconds: float,
+                 in_flight: int = 16):
         self.cluster = cluster
+        self.job_seconds = job_seconds
+        self.durations = random.Random(0)
         self.timeline = timeline
         self.scratch = work / "scratch"
         self.gate = asyncio.Semaphore(in_flight)
@@ -247,6 +254,8 @@ class JobPlayer:
         self.task = asyncio.create_task(self._loop())
 
     async def _play(self, name: str) -> None:
+        if self.job_seconds:
+            await asyncio.sleep(self.durations.uniform(0.5, 1.5) * self.job_seconds)
         async with self.gate:
             try:
                 if self.pods:
@@ -278,7 +287,7 @@ class JobPlayer:
             self.pods.shutdown(wait=True, cancel_futures=True)
 
 
-async def _measure(runs: int, work: Path, timeout: float, run_pods: bool) -> dict[str, Any]:
+async def _measure(runs: int, work: Path, timeout: float, run_pods: bool, job_seconds: float) -> dict[str, Any]:
     import kmock
     import psutil
 
@@ -309,7 +318,7 @@ async def _measure(runs: int, work: Path, timeout: float, run_pods: bool) -> dic
             ctl, me = psutil.Process(proc.pid), psutil.Process()
             started_rss = ctl.memory_info().rss
             cpu0, own0, t0 = sum(ctl.cpu_times()[:2]), sum(me.cpu_times()[:2]), time.monotonic()
-            player = JobPlayer(cluster, timeline, work, run_pods)
+            player = JobPlayer(cluster, timeline, work, run_pods, job_seconds)
             lag_probe = asyncio.create_task(loop_lag(lags))
             gate = asyncio.Semaphore(CREATE_CONCURRENCY)
 
@@ -347,16 +356,16 @@ async def _measure(runs: int, work: Path, timeout: float, run_pods: bool) -> dic
         "handoff": handoff_latencies(timeline.succeeded, timeline.created, STEPS), "firstJob": first_job,
         "wall": t1 - t0, "createWall": t_created - t0, "jobs": len(timeline.created),
         "ctlCpu": cpu1 - cpu0, "ctlPeakRss": peak, "ctlStartRss": started_rss, "ctlEndRss": end_rss,
-        "harnessCpu": own1 - own0, "runPods": run_pods, "loopLag": lags,
+        "harnessCpu": own1 - own0, "runPods": run_pods, "jobSeconds": job_seconds, "loopLag": lags,
         "requests": dict(timeline.requests), "handling": timeline.handling,
         "reconciles": reconciles, "reconcileMean": reconcile_sum / reconciles if reconciles else math.nan,
         "reconcileP50": histogram_quantile(buckets, 0.5), "reconcileP99": histogram_quantile(buckets, 0.99),
     }
 
 
-def measure(runs: int, timeout: float, run_pods: bool) -> dict[str, Any]:
+def measure(runs: int, timeout: float, run_pods: bool, job_seconds: float = 0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-controller-") as tmp:
-        return asyncio.run(_measure(runs, Path(tmp), timeout, run_pods))
+        return asyncio.run(_measure(runs, Path(tmp), timeout, run_pods, job_seconds))
 
 
 def build_section(m: dict[str, Any]) -> report.Section:
@@ -393,18 +402,33 @@ def build_section(m: dict[str, Any]) -> report.Section:
     ]
     pods = "each Job's pod ran the step harness before the Job was completed" if m["runPods"] else (
         "Jobs were completed without running pods")
+    seconds = m.get("jobSeconds") or 0
+    if seconds:
+        pods += f", each after running {seconds / 2:g} to {1.5 * seconds:g} s"
     requests = sum(m["requests"].values())
     by_player = m["requests"].get("create finetuneruns", 0) + m["requests"].get("update jobs/status", 0)
     rate = m["reconciles"] / m["wall"]
+    calls = (requests - by_player) / max(1, m["reconciles"])
     meaning = (
         f"With {m['runs']:,} runs in flight, the controller moved a run to its next step {report.fmt_s(p50)} after "
-        f"the previous Job succeeded (p50; p99 {report.fmt_s(p99)}); {pods}. Every run's Job is completed the moment "
-        f"it appears, so up to {m['runs']:,} transitions wait at once and drain as fast as the controller reconciles "
-        f"({rate:.0f} a second over this run): each reconcile makes {(requests - by_player) / max(1, m['reconciles']):.1f} API "
-        f"calls on average and takes {report.fmt_s(m['reconcileMean'])}, most of it waiting on the API server, which "
-        f"here is kmock's single-threaded in-memory emulator (it scans every stored object on each request) in the "
-        f"benchmark's own process, sharing the 2 cores with the controller. The hand-off time is that queue, not "
-        f"one reconcile."
+        f"the previous Job succeeded (p50; p99 {report.fmt_s(p99)}); {pods}. "
+    )
+    if seconds:
+        meaning += (
+            f"Jobs finishing spread over time, as Jobs that do work do, arrive at {len(h) / m['wall']:.0f} "
+            f"hand-offs a second on average and each is handled as it comes: the hand-off time is about one "
+            f"reconcile."
+        )
+    else:
+        meaning += (
+            f"Every run's Job is completed the moment it appears, so up to {m['runs']:,} transitions wait at once and "
+            f"drain as fast as the controller reconciles ({rate:.0f} a second over this run): the hand-off time is that "
+            f"queue, not one reconcile."
+        )
+    meaning += (
+        f" Each reconcile makes {calls:.1f} API calls on average and takes {report.fmt_s(m['reconcileMean'])}, most of "
+        f"it waiting on the API server, which here is kmock's single-threaded in-memory emulator (it scans every "
+        f"stored object on each request) in the benchmark's own process, sharing the 2 cores with the controller."
     )
     return report.Section(title="Controller scale (kmock emulator)", columns=["measure", "value"],
                           rows=rows, meaning=meaning, goals=goals)
@@ -418,10 +442,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
     p.add_argument("--run-pods", action="store_true",
                    help="run each Job's pod (the step harness writing a committed output) before completing it")
+    p.add_argument("--job-seconds", type=float, default=0,
+                   help="each Job runs a random S/2 to 3S/2 seconds before it succeeds (default 0: at once)")
     args = p.parse_args(argv)
     runs = args.runs or (200 if args.quick else 1000)
     where = report.machine()
-    m = measure(runs, args.timeout, args.run_pods)
+    m = measure(runs, args.timeout, args.run_pods, args.job_seconds)
     report.publish(build_section(m), report.command_line("bench.controller_scale", argv), report.doc_path(args), where)
     return 0
 

@@ -155,7 +155,10 @@ def observe_step(job: JobInfo | None, prev: StepStatus | None, facts: StepFacts,
             job=job.name,
             message=f"waiting for Job {job.name} of an earlier run named {job.run} to be deleted",
         )
-    common = {"job": job.name, "attempts": job.attempts, "started": job.started}
+    # Never fewer attempts than status already shows: a Job that has no pod yet (just created, or
+    # queued by Kueue) reports none, and the planner counts its restarts with this number.
+    attempts = max(job.attempts, prev.attempts if prev else 0)
+    common = {"job": job.name, "attempts": attempts, "started": job.started}
     if job.deleting:
         return Observed(phase="Running", message=f"Job {job.name} is being deleted", **common)
     if job.complete:

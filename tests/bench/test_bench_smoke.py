@@ -153,6 +153,16 @@ def test_controller_scale_benchmark_finishes_its_runs(tmp_path):
     assert "(8 hand-offs)" in text
 
 
+def test_controller_scale_paces_jobs(tmp_path):
+    doc = tmp_path / "b.md"
+    ran(bench("bench.controller_scale", "--runs", "2", "--job-seconds", "2", "--timeout", "240", "--doc", str(doc)))
+    text = doc.read_text()
+    assert "| runs Succeeded / Failed / unfinished | 2 / 0 / 0 |" in text
+    assert "each after running 1 to 3 s" in text
+    wall = float(text.split("| total wall time (first create to last run finished) | ")[1].split(" s |")[0])
+    assert wall >= 5 * 1  # five steps, none finishing in under a second
+
+
 def test_percentile_and_handoffs():
     assert percentile([5, 1, 3, 2, 4], 50) == 3
     assert percentile(list(range(1, 101)), 99) == 99

@@ -64,6 +64,14 @@ def test_finished_steps_are_carried_not_reobserved():
     assert obs.phase == "Running" and "earlier run" in obs.message
 
 
+def test_attempts_never_go_down_while_a_job_has_no_pod_yet():
+    prev = StepStatus(name="train", phase="Running", job="r-train", attempts=2)
+    just_created = job_info(job())  # no pod yet: the Job counts no attempts
+    assert just_created.attempts == 0
+    assert observe_step(just_created, prev, StepFacts(), UID).attempts == 2
+    assert observe_step(job_info(job(failed=2, active=1)), prev, StepFacts(), UID).attempts == 3
+
+
 def test_needs_reads_only_what_changed():
     jobs = {
         "eval": JobInfo(name="r-eval", run="r", step="eval", owner_uid=UID, complete=True),
