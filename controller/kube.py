@@ -28,30 +28,36 @@ def load_config() -> None:
         kubernetes.config.load_kube_config()
 
 
+# (connect, read) seconds. The client waits forever by default, and a call that never returns
+# would hold its run's lock and a worker thread for good.
+REQUEST_TIMEOUT = (10.0, 30.0)
+
+
 class Kube:
-    def __init__(self, pool_size: int = 16):
+    def __init__(self, pool_size: int = 16, timeout: tuple[float, float] = REQUEST_TIMEOUT):
         config = kubernetes.client.Configuration.get_default_copy()
         config.connection_pool_maxsize = pool_size
         client = kubernetes.client.ApiClient(config)
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.core = kubernetes.client.CoreV1Api(client)
+        self.timeout = timeout
 
     # --- FineTuneRuns ------------------------------------------------------------------
 
     def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.timeout)
         except ApiException as err:
             if err.status == 404:
                 return None
             raise
 
     def patch_run(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch, _request_timeout=self.timeout)
 
     def patch_run_status(self, namespace: str, name: str, status_patch: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status_patch}
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status_patch}, _request_timeout=self.timeout
         )
 
     def set_run_suspend(self, namespace: str, name: str, suspend: bool) -> None:
@@ -62,7 +68,7 @@ class Kube:
     def create_job(self, namespace: str, job: dict[str, Any]) -> bool:
         """Create the Job; False when one of that name already exists."""
         try:
-            self.custom.create_namespaced_custom_object("batch", "v1", namespace, "jobs", job)
+            self.custom.create_namespaced_custom_object("batch", "v1", namespace, "jobs", job, _request_timeout=self.timeout)
         except ApiException as err:
             if err.status == 409:
                 return False
@@ -71,7 +77,7 @@ class Kube:
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self.custom.get_namespaced_custom_object("batch", "v1", namespace, "jobs", name)
+            return self.custom.get_namespaced_custom_object("batch", "v1", namespace, "jobs", name, _request_timeout=self.timeout)
         except ApiException as err:
             if err.status == 404:
                 return None
@@ -81,7 +87,8 @@ class Kube:
         try:
             # Background: the Job goes at once, its pods right after.
             self.custom.delete_namespaced_custom_object(
-                "batch", "v1", namespace, "jobs", name, propagation_policy="Background"
+                "batch", "v1", namespace, "jobs", name, propagation_policy="Background",
+                _request_timeout=self.timeout,
             )
         except ApiException as err:
             if err.status != 404:
@@ -89,7 +96,8 @@ class Kube:
 
     def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         resp = self.core.list_namespaced_pod(
-            namespace, label_selector=f"{JOB_NAME_LABEL}={job}", _preload_content=False
+            namespace, label_selector=f"{JOB_NAME_LABEL}={job}", _preload_content=False,
+            _request_timeout=self.timeout,
         )
         items = json.loads(resp.data).get("items", [])
         # Filtered again here: a selector a server ignores must not hand us other Jobs' pods.
@@ -100,7 +108,8 @@ class Kube:
     def secret_keys(self, namespace: str, name: str) -> set[str] | None:
         """The keys a Secret holds (never its values), or None when it does not exist."""
         try:
-            resp = self.core.read_namespaced_secret(name, namespace, _preload_content=False)
+            resp = self.core.read_namespaced_secret(name, namespace, _preload_content=False,
+                                                    _request_timeout=self.timeout)
         except ApiException as err:
             if err.status == 404:
                 return None

@@ -183,3 +183,31 @@ def test_keyed_locks_serialize_per_key_and_are_dropped():
     order = asyncio.run(scenario())
     assert order.index("1-") < order.index("2+")  # same key: one after the other
     assert order.index("3+") < order.index("1-")  # other key: meanwhile
+
+
+def test_api_calls_give_up_on_a_server_that_never_answers():
+    import socket
+    import time
+
+    import kubernetes.client
+    import urllib3
+
+    from controller.kube import Kube
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # accepts connections, never answers
+    previous = kubernetes.client.Configuration.get_default_copy()
+    config = kubernetes.client.Configuration()
+    config.host = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    kubernetes.client.Configuration.set_default(config)
+    try:
+        kube = Kube(pool_size=1, timeout=(1.0, 0.5))
+        started = time.monotonic()
+        with pytest.raises(urllib3.exceptions.MaxRetryError) as raised:  # after urllib3's retries
+            kube.get_run("ns", "r")
+        assert isinstance(raised.value.reason, urllib3.exceptions.ReadTimeoutError)
+        assert time.monotonic() - started < 10
+    finally:
+        kubernetes.client.Configuration.set_default(previous)
+        silent.close()
