@@ -1,4 +1,4 @@
-"""Training throughput: the train step (SFT, packed and padding-free) against plain TRL SFTTrainer.
+"""Training throughput: the train step (SFT, examples packed into rows) against plain TRL SFTTrainer.
 
     python -m bench.train_throughput            # 10 optimizer steps each
     python -m bench.train_throughput --quick    # 4 optimizer steps each

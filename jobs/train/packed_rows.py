@@ -5,13 +5,13 @@ batch into one sequence for the varlen flash-attention kernels. Without those ke
 and a GPU without flash-attn, which we do not ship) attention runs over the whole flattened
 sequence, batch x maxLength tokens long, with a mask hiding the other examples: its cost grows
 with (batch x maxLength)^2 instead of batch x maxLength^2. On SmolLM2-135M with 8 rows of 250
-tokens that is 1.5x slower per step on a CPU (bench/train_throughput.py measures the step).
+tokens that is 1.4x slower per step on a CPU (bench/train_throughput.py measures the step).
 
 So each packed row stays a row: position ids restart at every example, the first token of an
 example is not predicted from the example before it, and the model gets no attention mask (and
-no KV cache), from which transformers builds a block-diagonal causal mask out of the position ids. The collator
-still returns the mask, so that the Trainer (and TRL's token count) count real tokens, not
-padding; a forward pre-hook takes it away before the model sees it.
+no KV cache), from which transformers builds a block-diagonal causal mask out of the position
+ids. The collator still returns the mask, so that the Trainer (and TRL's token count) count real
+tokens, not padding; a forward pre-hook takes it away before the model sees it.
 """
 
 from __future__ import annotations
