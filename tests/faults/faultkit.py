@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -140,6 +141,13 @@ class FlakyS3:
 
         b = s3_backends[DEFAULT_ACCOUNT_ID]["global"].buckets.get(bucket)
         return sum(len(m.parts) for m in b.multiparts.values()) if b else 0
+
+
+def interruptible() -> None:
+    """Popen's preexec_fn: SIGINT back to its default in the child. A job a non-interactive shell
+    starts in the background inherits SIGINT ignored, and a Python started so never raises
+    KeyboardInterrupt: a Ctrl-C test would then watch the run finish instead."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def in_thread(fn: Callable[[], Any]) -> threading.Thread:

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from faultkit import REPO, pack_spec, wait_for, write_spec
+from faultkit import REPO, interruptible, pack_spec, wait_for, write_spec
 from jobs.common import artifacts
 from jobs.common.store import open_store
 
@@ -51,7 +51,8 @@ def _ftctl_env() -> dict[str, str]:
 def _ftctl_run(project: Path, store_uri: str, work: Path, **kw) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "jobs.cli.main", "run", str(project), "--store", store_uri, "--work-dir", str(work)],
-        cwd=project.parent, env=_ftctl_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw,
+        cwd=project.parent, env=_ftctl_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=interruptible, **kw,
     )
 
 

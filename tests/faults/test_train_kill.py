@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from faultkit import REPO, pack_spec, step_env, wait_for, write_rows, write_spec
+from faultkit import REPO, interruptible, pack_spec, step_env, wait_for, write_rows, write_spec
 from jobs.common import artifacts
 from jobs.common.store import open_store
 
@@ -58,6 +58,7 @@ def _ftctl_run(spec: Path, store_uri: str, work: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "jobs.cli.main", "run", str(spec), "--store", store_uri, "--work-dir", str(work)],
         cwd=spec.parent, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=interruptible,
     )
 
 
