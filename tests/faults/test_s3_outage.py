@@ -132,15 +132,21 @@ def test_failed_upload_never_commits_the_step(flaky_s3, bucket, big_file, small_
     monkeypatch.setenv("FT_SCRATCH", str(tmp_path / "scratch"))
     store = store_mod.open_store(f"s3://{bucket}/team-a")
 
+    chaos: list = []
+
     def body(ctx):
         (ctx.out / "report.json").write_text("{}")
         (ctx.out / "train.jsonl").write_bytes(big_file.read_bytes())
-        in_thread(lambda: (wait_for(lambda: flaky_s3.multipart_parts(bucket) >= 1), flaky_s3.stop()))
+        chaos.append(in_thread(lambda: (wait_for(lambda: flaky_s3.multipart_parts(bucket) >= 1), flaky_s3.stop())))
         ctx.upload_outputs()  # report.json goes up, train.jsonl is cut off
         return StepResult(outputs={"train": "train.jsonl"})
 
     with pytest.raises(TransientError, match="store unavailable"):
         execute("pack", body)
+    # The uploads give up as soon as the endpoint is gone, which can be before stop() has freed
+    # moto's port: a start() then would find the port taken and wait forever.
+    chaos[0].join(timeout=30)
+    assert not chaos[0].is_alive()
     flaky_s3.start()
     assert artifacts.read_manifest(store, "faults", "outage", "pack") is None
     assert [k for k in store.list("cache") if k.endswith("_manifest.json")] == []
