@@ -85,7 +85,7 @@ class Session:
             report_to="none",
             disable_tqdm=True,
             use_cpu=not gpu,
-            # bfloat16 autocast where the hardware has it (about 2x faster than float32 on an
+            # bfloat16 autocast where the hardware has it (1.5x faster than float32 on an
             # AVX512-BF16 CPU); activation checkpointing only on a GPU, where memory is the limit.
             bf16=bf16_supported(),
             activation_checkpointing=gpu,
