@@ -9,10 +9,18 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("controller", help="run the Kubernetes controller (in a cluster, or against $KUBECONFIG)")
+HELP = "run the Kubernetes controller (in a cluster, or against $KUBECONFIG)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags, shared with `python -m controller` (the image's entrypoint)."""
     p.add_argument("-n", "--namespace", action="append", help="namespace to watch (repeatable; '*' for all)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("controller", help=HELP)
+    add_arguments(p)
     p.set_defaults(func=run)
 
 

@@ -113,7 +113,17 @@ def _vendored_members(tar: tarfile.TarFile) -> tuple[str, list[tarfile.TarInfo]]
     missing = [w for w in REQUIRED if not any(p == w.rstrip("/") or p.startswith(w) for p in present)]
     if missing:
         raise InstallError(f"the sdist has no {VENDOR}{', '.join(missing)}")
+    unsafe = [m.name for m in members if not _plain(m)]
+    if unsafe:
+        raise InstallError(f"the sdist has members that are not plain files under its root: {', '.join(unsafe[:5])}")
     return root, members
+
+
+def _plain(m: tarfile.TarInfo) -> bool:
+    """A regular file or folder with a relative path that stays inside: tarfile's "data" filter
+    does this check from Python 3.11.4 on, and Debian's 3.11 is 3.11.2."""
+    parts = Path(m.name).parts
+    return (m.isfile() or m.isdir()) and not m.name.startswith("/") and ".." not in parts
 
 
 def extract(sdist: Path, target: Path, version: str) -> Path:
@@ -123,7 +133,7 @@ def extract(sdist: Path, target: Path, version: str) -> Path:
     try:
         with tarfile.open(sdist) as tar:
             root, members = _vendored_members(tar)
-            tar.extractall(work, members=members, filter="data")
+            tar.extractall(work, members=members)
         staged = work / root
         stamp = {
             "distribution": DISTRIBUTION,

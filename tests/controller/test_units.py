@@ -211,3 +211,13 @@ def test_api_calls_give_up_on_a_server_that_never_answers():
     finally:
         kubernetes.client.Configuration.set_default(previous)
         silent.close()
+
+
+def test_python_m_controller_parses_its_flags_before_it_needs_a_cluster():
+    import subprocess
+    import sys
+
+    help_ = subprocess.run([sys.executable, "-m", "controller", "--help"], capture_output=True, text=True, timeout=60)
+    assert help_.returncode == 0 and "--namespace" in help_.stdout
+    bad = subprocess.run([sys.executable, "-m", "controller", "--nope"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unrecognized arguments: --nope" in bad.stderr

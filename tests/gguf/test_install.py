@@ -102,9 +102,24 @@ def test_sdist_without_the_converter_is_refused(tmp_path):
 def test_members_escaping_the_folder_are_refused(tmp_path):
     escaping = f"{TOP}/vendor/llama.cpp/conversion/../../../../../evil.py"
     evil = make_sdist(tmp_path / "evil.tar.gz", vendored(**{escaping: "x"}))
-    with pytest.raises(tarfile.TarError):
+    with pytest.raises(InstallError, match="not plain files under its root: .*evil.py"):
         install("9.9.9", tmp_path / "deep/er/llama.cpp", sdist=evil)
     assert not (tmp_path / "evil.py").exists() and not (tmp_path / "deep/er/llama.cpp").exists()
+
+
+def test_links_are_refused_on_every_python(tmp_path):
+    # Checked by the project itself: tarfile's "data" filter exists only from Python 3.11.4 on.
+    path = make_sdist(tmp_path / "link.tar.gz", vendored())
+    plain = tmp_path / "link.tar"
+    with tarfile.open(path) as src, tarfile.open(plain, "w") as out:
+        for m in src.getmembers():
+            out.addfile(m, src.extractfile(m))
+        link = tarfile.TarInfo(f"{TOP}/vendor/llama.cpp/models/templates/passwd.jinja")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        out.addfile(link)
+    with pytest.raises(InstallError, match="passwd.jinja"):
+        install("9.9.9", tmp_path / "llama.cpp", sdist=plain)
+    assert not (tmp_path / "llama.cpp").exists()
 
 
 def test_cli_prints_the_folder_and_reads_the_version_from_the_file(sdist, tmp_path, capsys):
