@@ -180,14 +180,14 @@ def child(argv: Sequence[str]) -> None:
 # --- the benchmark ------------------------------------------------------------------------------
 
 
-def write_project(root: Path, rows: list[dict[str, Any]], steps: int) -> Path:
+def write_project(root: Path, rows: list[dict[str, Any]], steps: int, model: dict[str, str]) -> Path:
     (root / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     spec = {
         "apiVersion": "finetune.dev/v1alpha1",
         "kind": "FineTuneRun",
         "metadata": {"name": RUN},
         "spec": {
-            "model": {"gguf": GGUF, "name": "SmolLM2-135M-Instruct"},
+            "model": model,
             "data": {"sources": [{"path": "data.jsonl", "format": "openai_chat"}]},
             "steps": {
                 "pack": {"format": "openai_chat", "split": {"train": 0.96, "val": 0.02, "test": 0.02},
@@ -210,15 +210,20 @@ def _run(module_args: list[str], env: dict[str, str], what: str) -> tuple[report
     return proc, proc.result() if module_args[0] == "bench.train_throughput" else {}
 
 
-def measure(steps: int, rows: int) -> dict[str, Any]:
+def measure(steps: int, rows: int, model_dir: Path | None = None) -> dict[str, Any]:
+    """`model_dir`: an HF model folder to train instead of SmolLM2 (the smoke test's tiny model)."""
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         root = Path(tmp)
-        spec = write_project(root, make_rows(rows), steps)
+        model = {"hf": str(model_dir), "name": model_dir.name} if model_dir else {"gguf": GGUF, "name": "SmolLM2-135M-Instruct"}
+        spec = write_project(root, make_rows(rows), steps, model)
         store = (root / "store").as_uri()
         env = report.python_env({"FT_SPEC_FILE": str(spec), "FT_STORE_URI": store, "FT_BASE_DIR": str(root),
                                  "FT_FORCE": "1", "FT_SCRATCH": str(root / "scratch")})
         _run(["jobs.pack"], env, "pack step")
-        _, model = _run(["bench.train_throughput", "--child", "model", store, str(root)], env, "model")
+        if model_dir is None:
+            _, model = _run(["bench.train_throughput", "--child", "model", store, str(root)], env, "model")
+        else:
+            model = {"modelDir": str(model_dir)}
         train_file = root / "store" / "runs" / "default" / RUN / "pack" / "train.jsonl"
         results = {}
         for name, side in SIDES.items():
@@ -286,10 +291,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_common_args(p)
     p.add_argument("--steps", type=int, help="optimizer steps per side (default 10; 4 with --quick)")
     p.add_argument("--rows", type=int, default=1200, help="rows in the generated chat set")
+    p.add_argument("--model-dir", type=Path, help="an HF model folder to train instead of SmolLM2 (smoke runs)")
     args = p.parse_args(argv)
     steps = args.steps or (4 if args.quick else 10)
     where = report.machine()
-    m = measure(steps, args.rows)
+    m = measure(steps, args.rows, args.model_dir)
     report.publish(build_section(m), report.command_line("bench.train_throughput", argv), report.doc_path(args), where)
     return 0
 

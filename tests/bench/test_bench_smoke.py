@@ -178,10 +178,11 @@ def test_training_rows_spread_and_padding_fraction():
     assert padding_fraction(100, 75) == 0.25 and padding_fraction(0, 0) == 0.0
 
 
-@pytest.mark.slow
-def test_train_throughput_benchmark_runs(tmp_path):
+def test_train_throughput_benchmark_runs(tmp_path, tiny_llama):
+    # A tiny random model: the smoke test proves the harness, `make bench` measures SmolLM2.
     doc = tmp_path / "b.md"
-    ran(bench("bench.train_throughput", "--steps", "1", "--rows", "120", "--doc", str(doc), timeout=1800))
+    ran(bench("bench.train_throughput", "--steps", "1", "--rows", "120", "--model-dir", str(tiny_llama),
+              "--doc", str(doc), timeout=900))
     text = doc.read_text()
     for side in ("train step", "TRL defaults", "TRL defaults, no checkpointing", "the same, length-grouped batches"):
         assert f"| {side} | 1 |" in text
