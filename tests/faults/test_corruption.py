@@ -40,7 +40,7 @@ def setup(request, tmp_path) -> tuple[str, list[str]]:
     kind, consumer = request.param
     if kind == "file":
         return (tmp_path / "store").as_uri(), CONSUMERS[consumer]
-    bucket = request.getfixturevalue("s3_bucket")  # tests/conftest.py: a moto server over HTTP
+    bucket = request.getfixturevalue("s3_bucket")  # tests/conftest.py: a real MinIO over HTTP
     return f"s3://{bucket}/team-a", CONSUMERS[consumer]
 
 

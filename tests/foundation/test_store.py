@@ -1,4 +1,4 @@
-"""The artifact store on file:// and s3:// (a real moto server over HTTP)."""
+"""The artifact store on file:// and s3:// (a real MinIO server over HTTP)."""
 
 import json
 import os

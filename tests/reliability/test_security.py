@@ -216,7 +216,7 @@ def _everything_written(tmp_path: Path, bucket: str, endpoint: str, outputs: lis
     return blobs
 
 
-def test_planted_secrets_never_appear_in_logs_status_or_artifacts(tmp_path, moto_server, s3_bucket):
+def test_planted_secrets_never_appear_in_logs_status_or_artifacts(tmp_path, moto_server, moto_bucket):
     """`ftctl run` of eval (an endpoint that demands its key) -> pack on S3, with every log at
     DEBUG, then a run whose key the endpoint refuses. The planted values are used (the store
     and the endpoint accept nothing else) and written nowhere."""
@@ -246,12 +246,12 @@ def test_planted_secrets_never_appear_in_logs_status_or_artifacts(tmp_path, moto
                     "pack": {"curate": "expected", "nearDupThreshold": None},
                 },
                 "tracking": {"wandb": {"project": "ft", "mode": "offline", "apiKeySecret": {"name": "wandb", "key": "WANDB_API_KEY"}}},
-                "store": {"uri": f"s3://{s3_bucket}/team-a"},
+                "store": {"uri": f"s3://{moto_bucket}/team-a"},
             }
             path = tmp_path / f"{name}.yaml"
             path.write_text(json.dumps(manifest(spec, name)))
             env = {k: v for k, v in os.environ.items() if not k.startswith(("FT_", "AWS_"))}
-            env.update(planted, LLM_API_KEY=key, AWS_ACCESS_KEY_ID="test-id", AWS_ENDPOINT_URL=moto_server,
+            env.update(planted, LLM_API_KEY=key, AWS_ACCESS_KEY_ID="test-id", AWS_ENDPOINT_URL=moto_server.endpoint,
                        AWS_REGION="us-east-1", FT_LOG_LEVEL="DEBUG", PYTHONPATH=str(REPO))
             # --force: the refused run would otherwise adopt the good run's eval from the cache.
             force = ["--force"] if name == "refused" else []
@@ -263,14 +263,14 @@ def test_planted_secrets_never_appear_in_logs_status_or_artifacts(tmp_path, moto
             else:
                 assert done.returncode == 1, done.stdout + done.stderr
     assert fake.calls >= 12  # the endpoint was called, with the planted key (else it answers 401)
-    store = open_store(f"s3://{s3_bucket}/team-a")
+    store = open_store(f"s3://{moto_bucket}/team-a")
     assert json.loads(store.get_bytes("runs/team-a/good/status.json"))["phase"] == "Succeeded"
     refused = json.loads(store.get_bytes("runs/team-a/refused/status.json"))
     assert refused["phase"] == "Failed" and "401" in json.dumps(refused)
     environ = json.loads(store.get_bytes("runs/team-a/environ/status.json"))
     assert environ["phase"] == "Failed" and "/proc/self/environ: a system path" in environ["error"]["message"]
 
-    blobs = _everything_written(tmp_path, s3_bucket, moto_server, outputs)
+    blobs = _everything_written(tmp_path, moto_bucket, moto_server.endpoint, outputs)
     assert len(blobs) > 20 and any(name.endswith("/_manifest.json") for name, _ in blobs)
     # The scan reads what was written: answers, and the steps' DEBUG logs.
     assert any(b"echo: Repeat after me: item 3" in data for _, data in blobs)
