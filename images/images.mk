@@ -59,3 +59,17 @@ e2e:
 		--values tests/e2e/values-e2e.yaml --set images.prefix=$(IMAGE_PREFIX) --set images.tag=$(IMAGE_VERSION)-cpu --wait --timeout 5m; \
 	FT_E2E=1 FT_E2E_NAMESPACE=$(E2E_NAMESPACE) FT_E2E_RELEASE=$(E2E_RELEASE) \
 		$(PY) -m pytest -m e2e tests/e2e -v
+
+# The torch-free images from the local Debian base (images/base.sh), for machines that reach
+# PyPI and Debian's archive but no container registry; tests/images/test_images_run.py runs them.
+# The classic builder: Debian's docker.io has no buildx, and these images have one stage.
+SMOKE_COMPONENTS := controller eval pack
+SMOKE_BASE ?= finetune-operator/base:bookworm
+
+.PHONY: images-smoke
+images-smoke: image-context
+	bash images/base.sh $(SMOKE_BASE)
+	set -e; for c in $(SMOKE_COMPONENTS); do \
+		DOCKER_BUILDKIT=0 $(DOCKER) build --network host -f images/$$c/Dockerfile --build-arg BASE_IMAGE=$(SMOKE_BASE) \
+			-t $(IMAGE_PREFIX)/$$c:smoke $(IMAGE_CONTEXT); \
+	done
