@@ -168,6 +168,7 @@ def observe_step(job: JobInfo | None, prev: StepStatus | None, facts: StepFacts,
             finished=job.finished,
             outputs=facts.outputs,
             progress=prev_progress,
+            message=(facts.manifest or {}).get("note"),  # e.g. train's "stopped early at step …"
             **common,
         )
     if job.failed:

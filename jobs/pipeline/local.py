@@ -176,7 +176,11 @@ class LocalRunner:
             manifest = artifacts.require_manifest(self.store, self.ns, self.name, step)
             phase = "Cached" if manifest.get("cached") else "Succeeded"
             self.observed[step] = replace(
-                obs, phase=phase, finished=finished, outputs=outputs_to_uris(self.store, manifest)
+                obs,
+                phase=phase,
+                finished=finished,
+                outputs=outputs_to_uris(self.store, manifest),
+                message=manifest.get("note"),  # e.g. train's "stopped early at step …"
             )
             self.on_update(step, {"type": "event", "message": phase.lower()})
             return

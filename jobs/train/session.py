@@ -97,11 +97,63 @@ class Session:
         args.update(overrides)
         return args
 
-    def callbacks(self) -> list[Any]:
-        return [
+    def callbacks(self, selection: dict[str, Any] | None = None) -> list[Any]:
+        """The progress and checkpoint callbacks, plus early stopping when `selection` (see
+        select_best) keeps the best model and earlyStoppingPatience is set."""
+        from transformers import EarlyStoppingCallback
+
+        callbacks = [
             ProgressCallback(self.ctx.progress, self.metrics),
             CheckpointCallback(self.checkpoints, self.metrics),
         ]
+        if selection and self.cfg.early_stopping_patience > 0:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=self.cfg.early_stopping_patience))
+        return callbacks
+
+    def select_best(self, has_val: bool, metric: str = "eval_loss", greater_is_better: bool = False) -> dict[str, Any]:
+        """Trainer arguments that evaluate every evalEvery steps (else every epoch), checkpoint at
+        each new best `metric` and restore the best model at the end; {} without a val split or
+        with earlyStoppingPatience 0 (then the last model is kept)."""
+        if not has_val or self.cfg.early_stopping_patience == 0:
+            return {}
+        every = {"eval_strategy": "steps", "eval_steps": self.cfg.eval_every} if self.cfg.eval_every else {
+            "eval_strategy": "epoch"
+        }
+        # a checkpoint at each new best: the one restored at the end, and where a restarted step resumes
+        return {
+            **every,
+            "save_strategy": "best",
+            "load_best_model_at_end": True,
+            "metric_for_best_model": metric,
+            "greater_is_better": greater_is_better,
+        }
+
+    def selection_figures(self, trainer: Any, selection: dict[str, Any]) -> dict[str, Any]:
+        """What model selection did: the best step and score, and whether early stopping cut the
+        run short (also announced as a progress event, so that it shows while the run goes on)."""
+        if not selection:
+            return {"earlyStopped": False}
+        state = trainer.state
+        best = state.best_model_checkpoint and checkpoint_step(Path(state.best_model_checkpoint))
+        stopped = state.global_step < state.max_steps
+        figures = {
+            "earlyStopped": stopped,
+            "bestStep": best,
+            "bestMetric": selection["metric_for_best_model"],
+            "bestScore": round(state.best_metric, 4) if state.best_metric is not None else None,
+        }
+        if stopped:
+            self.ctx.progress.event("stopped early", atStep=state.global_step, bestStep=best)
+        return figures
+
+    def _note(self, metrics: dict[str, Any]) -> str | None:
+        """The step's line in the run status, when training did not simply run to the end."""
+        if not metrics.get("earlyStopped"):
+            return None
+        return (
+            f"stopped early at step {metrics['steps']}: no better {metrics['bestMetric']} in "
+            f"{self.cfg.early_stopping_patience} evaluation(s); kept the best model, step {metrics['bestStep']}"
+        )
 
     def fit(self, trainer: Any) -> dict[str, Any]:
         """Train, resuming from the restored checkpoint; returns the run's throughput figures."""
@@ -163,4 +215,9 @@ class Session:
         self.tracker.finish()
         self.ctx.upload_outputs()
         self.checkpoints.clear()
-        return StepResult(metrics=metrics, outputs={artifact: f"{artifact}/", "lossPlot": "loss.png"})
+        note = self._note(metrics)
+        return StepResult(
+            metrics=metrics,
+            outputs={artifact: f"{artifact}/", "lossPlot": "loss.png"},
+            extra={"note": note} if note else {},
+        )

@@ -86,8 +86,9 @@ def train(session: Session, plan: SftPlan) -> StepResult:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    selection = session.select_best(plan.val is not None)
     args = SFTConfig(
-        **session.trainer_args(),
+        **session.trainer_args(**selection),
         max_length=cfg.max_length,
         packing=cfg.packing,
         packing_strategy="bfd",
@@ -102,12 +103,13 @@ def train(session: Session, plan: SftPlan) -> StepResult:
         eval_dataset=plan.val,
         processing_class=plan.tokenizer,
         peft_config=lora_config(cfg.lora, "CAUSAL_LM") if cfg.lora else None,
-        callbacks=session.callbacks(),
+        callbacks=session.callbacks(selection),
     )
     if cfg.packing:
         train_packed_rows(trainer)
     figures = session.fit(trainer)
-    if plan.val is not None:
+    figures.update(session.selection_figures(trainer, selection))
+    if plan.val is not None:  # the best model's, when it was selected
         figures["evalLoss"] = round(trainer.evaluate()["eval_loss"], 4)  # also logged to metrics.jsonl
     artifact = session.save_weights(trainer, plan.tokenizer)
     resolved = {
