@@ -1,5 +1,6 @@
 """kopf handlers: thin. Each one finds the run concerned and calls `Reconciler.reconcile`.
 
+- every event of a FineTuneRun: keep its body (`RunCache`), so that no reconcile reads it;
 - create / resume / spec update of a FineTuneRun: reconcile at once (a missing Secret is
   retried by kopf with backoff);
 - any change of a step Job: reconcile its run (this is what moves a run along);
@@ -27,7 +28,8 @@ import kopf
 from controller.kube import Kube, load_config
 from controller.metrics import Metrics
 from controller.observe import JobInfo, job_info
-from controller.reconcile import Outcome, Reconciler
+from controller.reconcile import SPEC_ANNOTATION, Outcome, Reconciler
+from controller.runcache import RunCache
 from controller.settings import ControllerSettings
 from jobs.common.errors import FtError
 from jobs.common.names import GROUP, LABEL_RUN, LABEL_STEP, PLURAL, VERSION
@@ -88,13 +90,14 @@ class Controller:
         self.sweep_slots = asyncio.Semaphore(max(1, settings.workers // 4))
         self.locks = KeyedLocks()
         self.seen: dict[tuple[str, str], JobInfo] = {}
+        self.runs = RunCache(SPEC_ANNOTATION)
         self.reconciler: Reconciler | None = None
         self.metrics_server: Any = None
         self.sweeper: asyncio.Task[None] | None = None
 
     def start(self, runs: kopf.Index, jobs: kopf.Index) -> None:
         load_config()
-        self.reconciler = Reconciler(self.settings, Kube(self.settings.workers), self.metrics)
+        self.reconciler = Reconciler(self.settings, Kube(self.settings.workers), self.metrics, self.runs)
         self.metrics.count_runs(runs)
         if self.settings.metrics_port:
             self.metrics_server, _ = self.metrics.serve(self.settings.metrics_port)
@@ -180,6 +183,14 @@ def build_registry(settings: ControllerSettings) -> kopf.OperatorRegistry:
     @kopf.index(*RUNS, id="runs_by_phase", registry=registry)
     async def runs_by_phase(namespace: str, name: str, status: kopf.Status, **_: Any) -> dict[str, tuple[str, str]]:
         return {status.get("phase") or "Pending": (namespace, name)}
+
+    @kopf.on.event(*RUNS, id="run-body", registry=registry)
+    async def run_event(type: str | None, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+        # Runs before the change handlers of the same event (kopf's order), so they find it here.
+        if type == "DELETED":
+            ctl.runs.drop(namespace, name)
+        else:
+            ctl.runs.put(body)
 
     @kopf.on.resume(*RUNS, id="resumed", registry=registry)
     @kopf.on.create(*RUNS, id="created", registry=registry)

@@ -28,6 +28,10 @@ def load_config() -> None:
         kubernetes.config.load_kube_config()
 
 
+class Conflict(Exception):
+    """A write whose resourceVersion precondition failed: the object changed since it was read."""
+
+
 # (connect, read) seconds. The client waits forever by default, and a call that never returns
 # would hold its run's lock and a worker thread for good.
 REQUEST_TIMEOUT = (10.0, 30.0)
@@ -52,13 +56,27 @@ class Kube:
                 return None
             raise
 
-    def patch_run(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch, _request_timeout=self.timeout)
+    def patch_run(self, namespace: str, name: str, patch: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:
+        """Merge-patch the run; with `resource_version`, only if it is still that version
+        (else `Conflict`). The run as written."""
+        return self._patch(self.custom.patch_namespaced_custom_object, namespace, name, patch, resource_version)
 
-    def patch_run_status(self, namespace: str, name: str, status_patch: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status_patch}, _request_timeout=self.timeout
-        )
+    def patch_run_status(self, namespace: str, name: str, status_patch: dict[str, Any],
+                         resource_version: str | None = None) -> dict[str, Any]:
+        """The same on the status subresource."""
+        return self._patch(self.custom.patch_namespaced_custom_object_status, namespace, name,
+                           {"status": status_patch}, resource_version)
+
+    def _patch(self, call: Any, namespace: str, name: str, patch: dict[str, Any], resource_version: str | None) -> dict[str, Any]:
+        if resource_version is not None:
+            # A resourceVersion in a merge patch is a precondition: the server answers 409 if it moved on.
+            patch = {**patch, "metadata": {**patch.get("metadata", {}), "resourceVersion": resource_version}}
+        try:
+            return call(GROUP, VERSION, namespace, PLURAL, name, patch, _request_timeout=self.timeout)
+        except ApiException as err:
+            if err.status == 409:
+                raise Conflict(f"{namespace}/{name}: changed since it was read") from err
+            raise
 
     def set_run_suspend(self, namespace: str, name: str, suspend: bool) -> None:
         self.patch_run(namespace, name, {"spec": {"suspend": suspend}})

@@ -1,9 +1,10 @@
-"""One reconcile of one FineTuneRun: read it, observe its steps, plan, act, write status.
+"""One reconcile of one FineTuneRun: take its latest body, observe its steps, plan, act, write status.
 
 Everything runs from what is observable (the run, its Jobs, the store), so a
 controller restarted at any point picks up where things are. Jobs have fixed names
 (`<run>-<step>`) and are created only if absent, so no step ever gets two Jobs.
-Status is written only when it changed; a finished run is never acted on again.
+Status is written only when it changed, and only over the version it was computed
+from; a finished run is never acted on again.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import kopf
 from pydantic import ValidationError
 
 from controller.jobs import build_job, job_name, required_secrets, store_uri
-from controller.kube import Kube
+from controller.kube import Conflict, Kube
 from controller.metrics import Metrics
 from controller.observe import JobInfo, StepFacts, job_info, needs, observe, observe_step, pod_error, progress_fields
+from controller.runcache import RunCache
 from controller.settings import ControllerSettings
 from jobs.common import artifacts, keys
 from jobs.common.artifacts import now_iso
@@ -45,6 +47,9 @@ SPEC_ANNOTATION = f"{GROUP}/spec-snapshot"
 # cleanup only decides what deleting the run does.
 MUTABLE_FIELDS = ("suspend", "cleanup")
 _STATUS_KEYS = {f.alias or n for n, f in RunStatus.model_fields.items()}
+# Reconciles of one run from a fresh read after their write was refused as stale, before giving up
+# (kopf retries, or the next event or sweep comes).
+CONFLICT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -98,29 +103,54 @@ def _previous(raw: dict[str, Any] | None) -> RunStatus:
         return RunStatus()
 
 
+def same_inputs(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two bodies of a run (as `RunCache` keeps them) differ in nothing but their version."""
+    def unversioned(body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "metadata": {k: v for k, v in body["metadata"].items() if k != "resourceVersion"}}
+
+    return unversioned(a) == unversioned(b)
+
+
 @functools.lru_cache(maxsize=64)
 def _open_store(uri: str) -> Store:
     return open_store(uri)
 
 
 class Reconciler:
-    def __init__(self, settings: ControllerSettings, kube: Kube, metrics: Metrics):
+    def __init__(self, settings: ControllerSettings, kube: Kube, metrics: Metrics, runs: RunCache):
         self.settings = settings
         self.kube = kube
         self.metrics = metrics
+        self.runs = runs  # what the watch last showed of each run, and what our own writes returned
         # Relative paths in a spec are resolved like the step harness does (FT_BASE_DIR or
         # the working directory), so that both compute the same cache keys.
         self.base_dir = Path(os.environ.get("FT_BASE_DIR", os.getcwd()))
 
     def reconcile(self, namespace: str, name: str, jobs: dict[str, JobInfo], read_progress: bool = False) -> Outcome:
+        """Reconcile from the watched copy of the run (read only if there is none), and from a
+        fresh read each time a write is refused because the run changed meanwhile."""
         started = time.perf_counter()
+        body, conflicts = self.runs.get(namespace, name), 0
         try:
-            body = self.kube.get_run(namespace, name)
-            if body is None or body["metadata"].get("deletionTimestamp"):
-                return Outcome()
-            return self._reconcile(body, jobs, read_progress)
+            while True:
+                if body is None:
+                    body = self._read(namespace, name)
+                if body is None or body["metadata"].get("deletionTimestamp"):
+                    return Outcome()
+                try:
+                    return self._reconcile(body, jobs, read_progress)
+                except Conflict:
+                    conflicts += 1
+                    if conflicts == CONFLICT_ATTEMPTS:
+                        raise
+                    log.info("%s/%s changed during its reconcile; reconciling again", namespace, name)
+                    body = None
         finally:
             self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+
+    def _read(self, namespace: str, name: str) -> dict[str, Any] | None:
+        body = self.kube.get_run(namespace, name)
+        return None if body is None else self.runs.put(body)
 
     def delete_artifacts(self, body: dict[str, Any]) -> int:
         """Delete everything under the run's prefix in its store; the number of objects."""
@@ -147,7 +177,9 @@ class Reconciler:
             self._finish(body, prev, plan([], {}, now=now, previous=prev, invalid=err.message).status, {})
             return Outcome()
         if SPEC_ANNOTATION not in (meta.get("annotations") or {}):
-            self.kube.patch_run(ns, name, {"metadata": {"annotations": {SPEC_ANNOTATION: json.dumps(live, sort_keys=True)}}})
+            # Over the version read: the snapshot is the spec that was just validated.
+            snapshot = {"metadata": {"annotations": {SPEC_ANNOTATION: json.dumps(live, sort_keys=True)}}}
+            body = self.runs.put(self.kube.patch_run(ns, name, snapshot, meta.get("resourceVersion")))
         steps = run.spec.steps.enabled()
         jobs = {**jobs, **self._unindexed_jobs(ns, name, steps, jobs, prev)}
         observed = observe(steps, jobs, prev, uid, self._facts(run, needs(steps, jobs, prev, uid), jobs, read_progress))
@@ -290,7 +322,23 @@ class Reconciler:
         old = {k: v for k, v in (body.get("status") or {}).items() if k in _STATUS_KEYS}
         patch = merge_patch(old, status.model_dump(mode="json", by_alias=True, exclude_none=True))
         if patch:
-            self.kube.patch_run_status(ns, name, patch)
+            self._write_status(body, patch)
             if status.phase != prev.phase:
                 log.info("%s/%s: %s -> %s", ns, name, prev.phase, status.phase)
         self.metrics.step_transitions(prev, observed)
+
+    def _write_status(self, body: dict[str, Any], patch: dict[str, Any]) -> None:
+        """Patch status over the version it was computed from. Refused because the run moved on:
+        if what the status was computed from (spec, status, snapshot, deletion) is unchanged,
+        as when only kopf's own annotations were written meanwhile, the same patch is written over
+        the new version; else `Conflict` goes up and the whole reconcile starts over."""
+        meta = body["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        try:
+            self.runs.put(self.kube.patch_run_status(ns, name, patch, meta.get("resourceVersion")))
+            return
+        except Conflict:
+            fresh = self._read(ns, name)
+            if fresh is None or not same_inputs(fresh, body):
+                raise
+        self.runs.put(self.kube.patch_run_status(ns, name, patch, fresh["metadata"].get("resourceVersion")))

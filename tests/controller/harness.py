@@ -3,13 +3,13 @@
 The emulator keeps objects in memory and serves them over HTTP with watch streams,
 but it does not filter by label selector, has no status subresource (a status patch
 is a plain merge), sets no uid, resourceVersion or creationTimestamp, and runs no
-garbage collector and no Job controller. So: the tests give runs a uid, play the Job
+garbage collector and no Job controller. `Emulator` below adds resourceVersions and their
+use as a patch's precondition (409 Conflict). So: the tests give runs a uid, play the Job
 controller by patching Job status (and creating the failed pods), and check owner
 references instead of garbage collection.
 
 What only a real API server (kind, `make e2e`) proves, marked `kind:` in the tests:
-the CRD schema at admission; the status subresource and
-resourceVersion conflicts; server-side label selectors; garbage collection of Jobs and
+the CRD schema at admission; the status subresource; server-side label selectors; garbage collection of Jobs and
 pods through owner references (and the finalizers RBAC that blockOwnerDeletion needs);
 the Job controller itself (podFailurePolicy, backoffLimit, activeDeadlineSeconds, TTL,
 FallbackToLogsOnError termination messages); Kueue admission; RBAC enforcement (here
@@ -261,9 +261,11 @@ async def settle(seconds: float = 0.5) -> None:
 
 
 class Emulator(kmock.KubernetesEmulator):
-    """kmock's emulator plus two things of a real API server that kopf relies on: every
-    write gets a new resourceVersion (kopf waits for the version its own patch made), and a
-    JSON patch whose test fails is answered 422 (kopf then retries on the next event).
+    """kmock's emulator plus three things of a real API server that kopf and the controller
+    rely on: every write gets a new resourceVersion (kopf waits for the version its own patch
+    made); a merge patch naming a resourceVersion other than the object's is refused with 409
+    Conflict (the controller's status writes); and a JSON patch whose test fails is answered
+    422 (kopf then retries on the next event).
 
     kmock matches every request against all requests logged so far, so its cost per request
     grows with the log. With `keep_requests = False` only requests in flight are kept: for
@@ -273,19 +275,35 @@ class Emulator(kmock.KubernetesEmulator):
     _versions = itertools.count(1)
 
     async def _handle(self, request):
-        if request.resource is not None and request.action in (kmock.action.CREATE, kmock.action.UPDATE):
-            version = str(next(self._versions))
-            if isinstance(request.data, dict):
-                request.data.setdefault("metadata", {})["resourceVersion"] = version
-            elif isinstance(request.data, list):
-                request.data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
         try:
+            if request.resource is not None and request.action in (kmock.action.CREATE, kmock.action.UPDATE):
+                if request.action == kmock.action.UPDATE and isinstance(request.data, dict):
+                    self._check_precondition(request)
+                version = str(next(self._versions))
+                if isinstance(request.data, dict):
+                    request.data.setdefault("metadata", {})["resourceVersion"] = version
+                elif isinstance(request.data, list):
+                    request.data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
             return await super()._handle(request)
         except jsonpatch.JsonPatchException as err:
             raise kmock.KubernetesError(status=422, reason="Invalid", message=str(err)) from None
         finally:
             if not self.keep_requests:
                 self._requests.remove(request)
+
+    def _check_precondition(self, request) -> None:
+        expected = (request.data.get("metadata") or {}).get("resourceVersion")
+        if expected is None:
+            return
+        key = (request.resource, request.namespace, request.name)
+        if key not in self.objects or self.objects[key].deleted:
+            return  # kmock answers 404
+        obj = self.objects[key]
+        current = obj.raw["metadata"].get("resourceVersion")
+        if current != expected:
+            raise kmock.KubernetesError(status=409, reason="Conflict", message=(
+                f"the object has been modified (resourceVersion {current}, not {expected}); "
+                "apply your changes to the latest version and try again"))
 
 
 @pytest_asyncio.fixture

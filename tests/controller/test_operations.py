@@ -58,11 +58,11 @@ async def test_lost_status_write_after_job_creation_creates_no_duplicate(cluster
     real = Kube.patch_run_status
     failures = []
 
-    def flaky(self, namespace, name, patch):
+    def flaky(self, namespace, name, patch, resource_version=None):
         if not failures:
             failures.append(patch)
             raise RuntimeError("connection lost")
-        return real(self, namespace, name, patch)
+        return real(self, namespace, name, patch, resource_version)
 
     monkeypatch.setattr(Kube, "patch_run_status", flaky)
     await operators(controller_settings(cluster))
