@@ -286,8 +286,56 @@ class Lora(Model):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
+IMPORT_PATH = r"^[A-Za-z_][_.A-Za-z0-9]*:[A-Za-z_][_A-Za-z0-9]*$"
+
+
+class GrpoReward(Model):
+    """One reward term: an eval check (1 when it passes, else 0) or a function by import path."""
+
+    check: Check | None = None
+    function: str | None = Field(
+        default=None,
+        pattern=IMPORT_PATH,
+        description="package.module:attr, called as TRL reward functions are: (prompts, completions, **columns).",
+    )
+    weight: float = Field(default=1.0, ge=-100, le=100)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> GrpoReward:
+        if (self.check is None) == (self.function is None):
+            raise ValueError("set exactly one of check or function")
+        return self
+
+
+class GrpoFormat(Model):
+    """A format reward: the completion matches this regex (anchor it with ^...$ for the whole answer)."""
+
+    regex: str = Field(max_length=10_000)
+    weight: float = Field(default=0.2, ge=-100, le=100)
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        Check(type="regex", value=v)
+        return v
+
+
+class Grpo(Model):
+    num_generations: int = Field(default=4, ge=2, le=256, description="Completions sampled per prompt.")
+    max_completion_length: int = Field(default=64, gt=0, le=32_768)
+    temperature: float = Field(default=1.0, gt=0, le=2)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    kl_beta: float = Field(default=0.0, ge=0, le=10, description="KL coefficient; 0 loads no reference model.")
+    rewards: list[GrpoReward] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Reward terms; empty: the evaluate (or eval) step's checks, else the expected answer (any_of).",
+    )
+    format: GrpoFormat | None = None
+
+
 class TrainStep(Model):
-    method: Literal["sft", "dpo", "classification"] = "sft"
+    method: Literal["sft", "dpo", "classification", "grpo"] = "sft"
     lora: Lora | None = Field(
         default_factory=Lora, description="LoRA settings; null for a full fine-tune."
     )
@@ -306,6 +354,19 @@ class TrainStep(Model):
     early_stopping_patience: int = Field(default=3, ge=0)
     beta: float = Field(default=0.1, gt=0, description="DPO beta.")
     eval_every: int | None = Field(default=None, gt=0)
+    grpo: Grpo | None = Field(default=None, description="GRPO sampling and rewards (method: grpo).")
+
+    @model_validator(mode="after")
+    def _grpo_settings(self) -> TrainStep:
+        if self.grpo is not None and self.method != "grpo":
+            raise ValueError("grpo: settings only apply to method: grpo")
+        n = (self.grpo or Grpo()).num_generations
+        if self.method == "grpo" and (self.batch_size * self.gradient_accumulation) % n:
+            raise ValueError(
+                f"grpo.numGenerations ({n}) must divide batchSize x gradientAccumulation "
+                f"({self.batch_size} x {self.gradient_accumulation}): each batch holds whole groups of completions"
+            )
+        return self
 
 
 class EvaluateStep(Model):
@@ -413,10 +474,22 @@ class Resources(Model):
 
 class Wandb(Model):
     project: str = Field(max_length=128, pattern=r"^[-_.A-Za-z0-9]+$")
-    run_name: str | None = Field(default=None, max_length=128)
+    run_name: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Run name; placeholders such as {learning_rate}, {lora_r}, {model_name}, "
+        "{run_name} are filled from the spec.",
+    )
     entity: str | None = Field(default=None, max_length=128)
     mode: Literal["offline", "online", "disabled"] = "offline"
     api_key_secret: SecretKeyRef | None = None
+
+    @field_validator("run_name")
+    @classmethod
+    def _known_placeholders(cls, v: str | None) -> str | None:
+        from jobs.common.runname import check_template
+
+        return v if v is None else check_template(v)
 
 
 class Tracking(Model):
@@ -474,7 +547,8 @@ class FineTuneRunSpec(Model):
             raise ValueError("steps.gguf needs steps.train")
         train = self.steps.train
         if train and self.steps.pack:
-            want = {"sft": ("openai_chat", "alpaca"), "dpo": ("dpo",), "classification": ("classification",)}
+            want = {"sft": ("openai_chat", "alpaca"), "dpo": ("dpo",), "classification": ("classification",),
+                    "grpo": ("openai_chat", "alpaca")}
             if self.steps.pack.format not in want[train.method]:
                 raise ValueError(
                     f"steps.pack.format: {train.method} training needs {' or '.join(want[train.method])}"

@@ -43,7 +43,7 @@ class NullTracker:
 class WandbTracker:
     """One W&B run; a restarted step resumes the same run (`run_id` is stable across restarts)."""
 
-    def __init__(self, cfg: Wandb, *, run_id: str, default_name: str, config: dict[str, Any], work_dir: Path):
+    def __init__(self, cfg: Wandb, *, run_id: str, name: str, config: dict[str, Any], work_dir: Path):
         if cfg.mode == "online" and not os.environ.get("WANDB_API_KEY"):
             raise InvalidInput(
                 "tracking.wandb.mode: online needs the W&B API key in WANDB_API_KEY "
@@ -55,7 +55,7 @@ class WandbTracker:
         self.run = wandb.init(
             project=cfg.project,
             entity=cfg.entity,
-            name=cfg.run_name or default_name,
+            name=name,
             id=run_id,
             resume="allow",
             mode=cfg.mode,
@@ -76,11 +76,11 @@ class WandbTracker:
 
 
 def open_tracker(
-    cfg: Wandb | None, *, run_id: str, default_name: str, config: dict[str, Any], work_dir: Path
+    cfg: Wandb | None, *, run_id: str, name: str, config: dict[str, Any], work_dir: Path
 ) -> Tracker:
     if cfg is None or cfg.mode == "disabled":
         return NullTracker()
-    return WandbTracker(cfg, run_id=run_id, default_name=default_name, config=config, work_dir=work_dir)
+    return WandbTracker(cfg, run_id=run_id, name=name, config=config, work_dir=work_dir)
 
 
 class MetricsLog:
@@ -152,6 +152,32 @@ def plot_loss(metrics: MetricsLog, png: Path, title: str) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png)
+    plt.close(fig)
+
+
+def plot_reward(metrics: MetricsLog, png: Path, title: str, terms: list[str]) -> None:
+    """GRPO's mean reward per step, and each reward term's mean, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for key, name in (("reward", "mean reward (weighted)"), *((f"rewards/{t}/mean", t) for t in terms)):
+        series = metrics.series(key)
+        if series:
+            ax.plot(*zip(*series), label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("step")
+    ax.set_ylabel("reward")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:

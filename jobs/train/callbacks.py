@@ -9,8 +9,17 @@ from transformers import TrainerCallback
 from jobs.common.progress import Progress
 from jobs.common.tracking import MetricsLog
 
-# Method-specific training figures worth keeping next to the loss (TRL's SFT and DPO logs).
-TRAIN_EXTRAS = ("mean_token_accuracy", "rewards/accuracies", "rewards/margins")
+# Method-specific training figures worth keeping next to the loss (TRL's SFT, DPO and GRPO logs;
+# GRPO also logs each reward term's mean as rewards/<name>/mean).
+TRAIN_EXTRAS = (
+    "mean_token_accuracy",
+    "rewards/accuracies",
+    "rewards/margins",
+    "reward",
+    "reward_std",
+    "kl",
+    "completions/mean_length",
+)
 MAX_LINES = 1000
 
 
@@ -48,15 +57,16 @@ class ProgressCallback(TrainerCallback):
                 tokens_per_sec=round(self.tokens_per_sec, 1),
             )
             record.update({k: logs[k] for k in TRAIN_EXTRAS if k in logs})
+            record.update({k: v for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")})
         evals = {k: v for k, v in logs.items() if k.startswith("eval_")}
         record.update(evals)
         if "loss" in logs or evals:
             self.metrics.write(record)
         if "loss" in logs:
-            self._emit(state, logs["loss"])
+            self._emit(state, logs["loss"], logs.get("reward"))
         return control
 
-    def _emit(self, state, loss: float) -> None:
+    def _emit(self, state, loss: float, reward: float | None) -> None:
         # at most about MAX_LINES progress lines per run, and always the last step
         every = max(1, state.max_steps // MAX_LINES)
         if state.global_step % every and state.global_step < state.max_steps:
@@ -68,6 +78,7 @@ class ProgressCallback(TrainerCallback):
             state.global_step,
             state.max_steps,
             loss=round(float(loss), 4),
+            **({"reward": round(float(reward), 4)} if reward is not None else {}),
             tokensPerSec=round(self.tokens_per_sec, 1) if self.tokens_per_sec is not None else None,
             etaSeconds=round(eta, 1) if eta is not None else None,
         )

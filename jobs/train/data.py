@@ -18,6 +18,7 @@ REQUIRED = {
     "sft": (),  # messages, or instruction/output: checked by chat_messages
     "dpo": ("prompt", "chosen", "rejected"),
     "classification": ("text", "label"),
+    "grpo": (),  # as sft: the last assistant message is the expected answer
 }
 
 

@@ -16,7 +16,12 @@ from jobs.common.stepctx import StepContext, StepResult
 from jobs.train.data import read_splits, require_batch
 from jobs.train.session import Session
 
-METHODS = {"sft": "jobs.train.sft", "dpo": "jobs.train.dpo", "classification": "jobs.train.classify"}
+METHODS = {
+    "sft": "jobs.train.sft",
+    "dpo": "jobs.train.dpo",
+    "classification": "jobs.train.classify",
+    "grpo": "jobs.train.grpo",
+}
 
 
 def preflight(cfg: TrainStep) -> None:
