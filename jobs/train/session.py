@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from jobs.common import keys
+from jobs.common import keys, runname
 from jobs.common.cachekey import step_key
 from jobs.common.modelload import bf16_supported, has_gpu
 from jobs.common.spec import TrainStep
@@ -51,10 +51,11 @@ class Session:
         metrics_path.unlink(missing_ok=True)
         if resume_from is not None and (resume_from / METRICS_COPY).exists():
             shutil.copyfile(resume_from / METRICS_COPY, metrics_path)
+        wandb = ctx.spec.tracking.wandb
         tracker = open_tracker(
-            ctx.spec.tracking.wandb,
+            wandb,
             run_id=f"{ctx.namespace}-{ctx.name}-{input_key[:8]}",
-            default_name=ctx.name,
+            name=runname.expand(wandb.run_name, ctx.run) if wandb and wandb.run_name else ctx.name,
             config=cfg.model_dump(mode="json", by_alias=True),
             work_dir=ctx.out / "wandb",  # offline runs travel with the outputs (wandb sync)
         )

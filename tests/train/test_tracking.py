@@ -46,25 +46,32 @@ def test_metrics_log_writes_jsonl_and_feeds_the_tracker(tmp_path):
 
 
 def test_no_wandb_section_means_a_null_tracker(tmp_path):
-    assert isinstance(open_tracker(None, run_id="x", default_name="x", config={}, work_dir=tmp_path), NullTracker)
+    assert isinstance(open_tracker(None, run_id="x", name="x", config={}, work_dir=tmp_path), NullTracker)
     disabled = Wandb(project="p", mode="disabled")
-    assert isinstance(open_tracker(disabled, run_id="x", default_name="x", config={}, work_dir=tmp_path), NullTracker)
+    assert isinstance(open_tracker(disabled, run_id="x", name="x", config={}, work_dir=tmp_path), NullTracker)
 
 
 def test_online_wandb_needs_the_key_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     with pytest.raises(InvalidInput, match="WANDB_API_KEY"):
-        WandbTracker(Wandb(project="p", mode="online"), run_id="x", default_name="x", config={}, work_dir=tmp_path)
+        WandbTracker(Wandb(project="p", mode="online"), run_id="x", name="x", config={}, work_dir=tmp_path)
 
 
-def test_train_with_wandb_offline_keeps_the_run_with_the_outputs(make_run, tiny_llama):
+def test_train_with_wandb_offline_keeps_the_run_with_the_outputs(make_run, tiny_llama, monkeypatch):
+    import wandb
+
+    names = []
+    real_init = wandb.init
+    monkeypatch.setattr(wandb, "init", lambda **kw: names.append(kw["name"]) or real_init(**kw))
     run = make_run(
         model={"hf": str(tiny_llama)},
-        train={"maxSteps": 2, "batchSize": 2, "maxLength": 64, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+        train={"maxSteps": 2, "batchSize": 2, "maxLength": 64, "learningRate": 1e-4,
+               "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
         splits={"train": chat_rows(4)},
-        tracking={"wandb": {"project": "frames", "runName": "tiny-sft"}},
+        tracking={"wandb": {"project": "frames", "runName": "{run_name}-{method}-{learning_rate}-r{lora_r}"}},
     )
     manifest = run.execute()
+    assert names == ["tiny-sft-0.0001-r4"]
     paths = [f["path"] for f in manifest["files"]]
     assert any(p.startswith("wandb/") and p.endswith(".wandb") for p in paths), paths
     assert "metrics.jsonl" in paths and "loss.png" in paths  # written with W&B on, too
