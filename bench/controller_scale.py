@@ -140,9 +140,14 @@ def timed_emulator(timeline: Timeline) -> Any:
             if request.resource is None or request.resource.plural is None or request.action == kmock.action.WATCH:
                 return await super()._handle(request)  # watch streams (and their listings) last: not timed
             sub = f"/{request.subresource}" if request.subresource else ""
-            timeline.requests[f"{request.action.value.lower()} {request.resource.plural}{sub}"] += 1
+            what = f"{request.action.value.lower()} {request.resource.plural}{sub}"
+            timeline.requests[what] += 1
             try:
                 return await super()._handle(request)
+            except kmock.KubernetesError as err:
+                if err.status == 409:  # a refused precondition or an existing name: counted apart too
+                    timeline.requests[f"{what} refused (409)"] += 1
+                raise
             finally:
                 timeline.handling += time.monotonic() - now
 
@@ -368,6 +373,11 @@ def measure(runs: int, timeout: float, run_pods: bool, job_seconds: float = 0) -
         return asyncio.run(_measure(runs, Path(tmp), timeout, run_pods, job_seconds))
 
 
+def total_requests(m: dict[str, Any]) -> int:
+    """Requests made, each once (the refused ones are also counted apart)."""
+    return sum(v for k, v in m["requests"].items() if not k.endswith("(409)"))
+
+
 def build_section(m: dict[str, Any]) -> report.Section:
     h, f, lag = m["handoff"], m["firstJob"], m["loopLag"]
     p50, p99 = percentile(h, 50), percentile(h, 99)
@@ -389,9 +399,9 @@ def build_section(m: dict[str, Any]) -> report.Section:
         ["emulator + Job player CPU (the benchmark process)",
          f"{report.fmt_s(m['harnessCpu'])} ({m['harnessCpu'] / m['wall']:.0%} of one core)"],
         ["API requests (controller and Job player; watches aside)",
-         f"{sum(m['requests'].values()):,}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(m["requests"].items(), key=lambda kv: -kv[1]))],
+         f"{total_requests(m):,}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(m["requests"].items(), key=lambda kv: -kv[1]))],
         ["time inside the emulator's handler, mean per request",
-         report.fmt_s(m["handling"] / max(1, sum(m["requests"].values())))],
+         report.fmt_s(m["handling"] / max(1, total_requests(m)))],
         ["emulator event-loop lag, p50 / p99 / max",
          f"{report.fmt_s(percentile(lag, 50))} / {report.fmt_s(percentile(lag, 99))} / {report.fmt_s(max(lag, default=math.nan))}"],
     ]
@@ -405,7 +415,7 @@ def build_section(m: dict[str, Any]) -> report.Section:
     seconds = m.get("jobSeconds") or 0
     if seconds:
         pods += f", each after running {seconds / 2:g} to {1.5 * seconds:g} s"
-    requests = sum(m["requests"].values())
+    requests = total_requests(m)
     by_player = m["requests"].get("create finetuneruns", 0) + m["requests"].get("update jobs/status", 0)
     rate = m["reconciles"] / m["wall"]
     calls = (requests - by_player) / max(1, m["reconciles"])
