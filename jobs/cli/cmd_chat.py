@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("chat", help="chat with a run's tuned model in the terminal")
     p.add_argument("run", help="run name, or the run's YAML file")
     p.add_argument("-n", "--namespace", default="default")
-    p.add_argument("--store", help="store URI (default: FT_STORE_URI, spec.store.uri, ./ft-store)")
+    p.add_argument("--store", help="store URI or path (default: FT_STORE_URI, spec.store.uri, ./ft-store)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--gguf", help="chat with this GGUF file (a path, or a file of the run's gguf step)")
     which.add_argument("--base", action="store_true", help="the base model without the run's adapter")

@@ -20,7 +20,10 @@ from jobs.pipeline.local import LocalRunner
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a FineTuneRun locally, one child process per step")
     p.add_argument("file", type=Path)
-    p.add_argument("--store", help="store URI (default: FT_STORE_URI, spec.store.uri, ./ft-store)")
+    p.add_argument(
+        "overrides", nargs="*", metavar="FIELD=VALUE", help="spec overrides, e.g. steps.train.learningRate=1e-4"
+    )
+    p.add_argument("--store", help="store URI or path (default: FT_STORE_URI, spec.store.uri, ./ft-store)")
     p.add_argument("--work-dir", type=Path, help="scratch and logs (default: .ft-work/<run>)")
     p.add_argument("--force", action="store_true", help="ignore the step cache")
     p.set_defaults(func=run)
@@ -41,7 +44,7 @@ def _detail(msg: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
-    ftr = load_run(args.file)
+    ftr = load_run(args.file, overrides=args.overrides)  # the run stores this effective spec
     store = open_store(store_uri(ftr, args.store))
     work = (args.work_dir or Path(".ft-work") / ftr.metadata.name).resolve()
     live = console.is_terminal

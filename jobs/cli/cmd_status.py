@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="show a local run's status and outputs")
     p.add_argument("run")
     p.add_argument("-n", "--namespace", default="default")
-    p.add_argument("--store", help="store URI (default: FT_STORE_URI or ./ft-store)")
+    p.add_argument("--store", help="store URI or path (default: FT_STORE_URI or ./ft-store)")
     p.set_defaults(func=run)
 
 

@@ -12,15 +12,19 @@ from jobs.common.specio import load_run
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="validate FineTuneRun manifests")
-    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument(
+        "files", nargs="+", metavar="FILE|FIELD=VALUE",
+        help="manifests, and spec overrides applied to each (e.g. steps.train.learningRate=1e-4)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     bad = 0
-    for path in args.files:
+    overrides = [a for a in args.files if "=" in a and not Path(a).exists()]
+    for path in (Path(a) for a in args.files if a not in overrides):
         try:
-            ftr = load_run(path)
+            ftr = load_run(path, overrides=overrides)
         except InvalidSpec as err:
             bad += 1
             print(f"{path}: invalid", file=sys.stderr)

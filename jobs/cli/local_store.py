@@ -9,7 +9,9 @@ from jobs.common.spec import FineTuneRun
 
 
 def store_uri(run: FineTuneRun | None = None, override: str | None = None) -> str:
-    """--store, then FT_STORE_URI, then spec.store.uri, then ./ft-store."""
+    """--store (a URI or a plain path), then FT_STORE_URI, then spec.store.uri, then ./ft-store."""
+    if override and "://" not in override:
+        override = Path(override).resolve().as_uri()
     return (
         override
         or os.environ.get("FT_STORE_URI")

@@ -137,13 +137,42 @@ def run_from_obj(obj: Any, source: str = "manifest") -> FineTuneRun:
         raise InvalidSpec("\n".join(format_validation_error(err))) from None
 
 
-def load_run(path: Path | None, text: str | None = None) -> FineTuneRun:
-    """Load and validate a FineTuneRun from a YAML/JSON file (or text). Raises InvalidSpec."""
+def apply_overrides(obj: Any, overrides: list[str]) -> Any:
+    """Set `FIELD=VALUE` overrides (`steps.train.learningRate=1e-4`, paths under `spec`, list
+    items by index: `data.sources.0.path=x.csv`) on a parsed manifest. Values are read as YAML
+    scalars, so `1e-4` is a number and `null` clears; the result is validated like the file."""
+    for item in overrides:
+        field, sep, raw = item.partition("=")
+        if not sep or not field:
+            raise InvalidSpec(f"override {item!r}: expected FIELD=VALUE, e.g. steps.train.learningRate=1e-4")
+        path = field.removeprefix("spec.").split(".")
+        node = obj.setdefault("spec", {}) if isinstance(obj, dict) else None
+        for depth, part in enumerate(path):
+            last = depth == len(path) - 1
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                key: Any = int(part)
+            elif isinstance(node, dict) and part:
+                key = part
+            else:
+                where = ".".join(["spec", *path[:depth]])
+                raise InvalidSpec(f"override {item!r}: spec field {where} has no {part!r} to set")
+            if last:
+                node[key] = parse_document(raw, f"override {field}") if raw else ""
+            else:
+                if isinstance(node, dict) and node.get(key) is None:
+                    node[key] = {}
+                node = node[key]
+    return obj
+
+
+def load_run(path: Path | None, text: str | None = None, overrides: list[str] | None = None) -> FineTuneRun:
+    """Load and validate a FineTuneRun from a YAML/JSON file (or text), with FIELD=VALUE
+    overrides applied first. Raises InvalidSpec."""
     source = str(path) if path else "spec"
     if text is None:
         assert path is not None
         text = read_text(path)
-    return run_from_obj(parse_document(text, source), source)
+    return run_from_obj(apply_overrides(parse_document(text, source), overrides or []), source)
 
 
 def dump_json(run: FineTuneRun) -> str:
