@@ -13,6 +13,26 @@ from dataclasses import dataclass
 
 METRICS = ("PassRate", "ExactMatch", "TokenF1", "Loss", "Perplexity", "Accuracy", "F1Macro")
 GATE_METRICS: tuple[str, ...] = tuple(f"{who}{m}" for who in ("base", "tuned") for m in METRICS)
+# What the evaluate step measures (jobs.evaluate): a classifier's labels, or a generative
+# model's answers. A gate naming anything else could only fail after training.
+CLASSIFIER_METRICS = ("PassRate", "Loss", "Accuracy", "F1Macro")
+GENERATIVE_METRICS = ("PassRate", "ExactMatch", "TokenF1", "Loss", "Perplexity")
+
+
+def measured_metrics(train_method: str) -> tuple[str, ...]:
+    return CLASSIFIER_METRICS if train_method == "classification" else GENERATIVE_METRICS
+
+
+def check_measured(text: str, train_method: str) -> None:
+    """Raise ValueError naming each metric of the gate that a `train_method` run does not measure."""
+    measured = measured_metrics(train_method)
+    named = [t for c in parse_gate(text) for _, t in (*c.left, *c.right) if isinstance(t, str)]
+    missing = sorted({t for t in named if t.removeprefix("base").removeprefix("tuned") not in measured})
+    if missing:
+        raise ValueError(
+            f"gate names {', '.join(missing)}, which a {train_method} run does not measure; "
+            f"it measures base/tuned {', '.join(measured)}"
+        )
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 _TOKEN = re.compile(r"\s*(>=|<=|==|>|<|\+|-|[A-Za-z][A-Za-z0-9]*|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")

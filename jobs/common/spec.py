@@ -553,6 +553,14 @@ class FineTuneRunSpec(Model):
                 raise ValueError(
                     f"steps.pack.format: {train.method} training needs {' or '.join(want[train.method])}"
                 )
+        gate = self.steps.evaluate.gate if self.steps.evaluate else None
+        if train and gate:
+            from jobs.common.gate import check_measured
+
+            try:
+                check_measured(gate, train.method)
+            except ValueError as err:
+                raise ValueError(f"steps.evaluate.gate: {err}") from None
         if train and train.method == "classification" and "gguf" in enabled:
             raise ValueError("steps.gguf: a classification model cannot be exported to GGUF")
         return self

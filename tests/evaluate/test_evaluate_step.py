@@ -88,7 +88,7 @@ def test_missing_adapter_is_a_clear_error(tiny, run_evaluate):
 
 def test_a_gate_on_a_metric_this_run_does_not_measure(tiny, run_evaluate):
     spec = evaluate_spec(tiny["model"], {"decoding": DECODING, "gate": "tunedAccuracy > 0.5"})
-    with pytest.raises(InvalidSpec, match="uses tunedAccuracy, which this run does not measure"):
+    with pytest.raises(InvalidSpec, match="gate names tunedAccuracy, which a sft run does not measure"):
         run_evaluate(spec, CHAT_ROWS, {"adapter": tiny["adapter"]})
 
 
