@@ -4,6 +4,7 @@
     ftctl validate RUN.yaml check a manifest
     ftctl run RUN.yaml      run the enabled steps locally
     ftctl status RUN        what ran, where the outputs are, timings
+    ftctl serve             the OpenAI-compatible fine-tuning API
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ COMMANDS = [
     "jobs.cli.cmd_chat",
     "jobs.cli.cmd_controller",
     "jobs.cli.cmd_cancel",
+    "jobs.cli.cmd_serve",
 ]
 
 
