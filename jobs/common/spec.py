@@ -345,7 +345,12 @@ class TrainStep(Model):
     max_steps: int | None = Field(default=None, gt=0, le=10_000_000)
     batch_size: int = Field(default=4, gt=0, le=4096)
     gradient_accumulation: int = Field(default=1, gt=0, le=4096)
-    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
+    warmup_ratio: float = Field(default=0.0, ge=0, lt=1, description="Warmup as a share of the total steps.")
+    warmup_steps: int | None = Field(default=None, ge=0, le=10_000_000, description="Warmup in steps; instead of warmupRatio.")
+    lr_scheduler: Literal[
+        "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"
+    ] = Field(default="linear", description="Learning-rate schedule after the warmup (transformers' scheduler types).")
+    weight_decay: float = Field(default=0.0, ge=0, le=1, description="AdamW weight decay (not on biases and norms).")
     max_length: int = Field(default=1024, gt=0, le=1_048_576)
     packing: bool = True
     assistant_only_loss: bool = True
@@ -355,6 +360,12 @@ class TrainStep(Model):
     beta: float = Field(default=0.1, gt=0, description="DPO beta.")
     eval_every: int | None = Field(default=None, gt=0)
     grpo: Grpo | None = Field(default=None, description="GRPO sampling and rewards (method: grpo).")
+
+    @model_validator(mode="after")
+    def _one_warmup(self) -> TrainStep:
+        if self.warmup_steps is not None and self.warmup_ratio:
+            raise ValueError("set warmupSteps or warmupRatio, not both")
+        return self
 
     @model_validator(mode="after")
     def _grpo_settings(self) -> TrainStep:

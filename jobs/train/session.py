@@ -75,7 +75,10 @@ class Session:
             per_device_train_batch_size=cfg.batch_size,
             per_device_eval_batch_size=cfg.batch_size,
             gradient_accumulation_steps=cfg.gradient_accumulation,
-            warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+            # an int is exact steps; a float in [0, 1) is a ratio of the total steps
+            warmup_steps=cfg.warmup_steps if cfg.warmup_steps is not None else cfg.warmup_ratio,
+            lr_scheduler_type=cfg.lr_scheduler,
+            weight_decay=cfg.weight_decay,
             seed=cfg.seed,
             data_seed=cfg.seed,
             logging_steps=1,
