@@ -58,17 +58,21 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def handoff_latencies(succeeded: dict[str, float], created: dict[str, float], steps: Sequence[str]) -> list[float]:
+def handoffs(succeeded: dict[str, float], created: dict[str, float], steps: Sequence[str]) -> dict[str, float]:
     """For each Job `<run>-<step>` that succeeded and whose run's next step's Job was created:
-    creation time of the next Job minus success time of this one."""
-    out = []
+    creation time of the next Job minus success time of this one, by the Job that succeeded."""
+    out = {}
     for job, done in succeeded.items():
         run, _, step = job.rpartition("-")
         if step in steps and steps.index(step) + 1 < len(steps):
             nxt = f"{run}-{steps[steps.index(step) + 1]}"
             if nxt in created:
-                out.append(created[nxt] - done)
+                out[job] = created[nxt] - done
     return out
+
+
+def handoff_latencies(succeeded: dict[str, float], created: dict[str, float], steps: Sequence[str]) -> list[float]:
+    return list(handoffs(succeeded, created, steps).values())
 
 
 # --- the pods, in worker processes -------------------------------------------------------------------
@@ -359,6 +363,10 @@ async def _measure(runs: int, work: Path, timeout: float, run_pods: bool, job_se
         "succeeded": phases.count("Succeeded"), "failed": phases.count("Failed"),
         "unfinished": runs - len(phases),
         "handoff": handoff_latencies(timeline.succeeded, timeline.created, STEPS), "firstJob": first_job,
+        # The slowest hand-offs, with when their Job succeeded (seconds after the first create): when
+        # they happened says what held them (a watch reconnect, a sweep, a burst).
+        "slowest": [(wait, job, timeline.succeeded[job] - t0) for job, wait in sorted(
+            handoffs(timeline.succeeded, timeline.created, STEPS).items(), key=lambda kv: -kv[1])[:5]],
         "wall": t1 - t0, "createWall": t_created - t0, "jobs": len(timeline.created),
         "ctlCpu": cpu1 - cpu0, "ctlPeakRss": peak, "ctlStartRss": started_rss, "ctlEndRss": end_rss,
         "harnessCpu": own1 - own0, "runPods": run_pods, "jobSeconds": job_seconds, "loopLag": lags,
@@ -387,6 +395,8 @@ def build_section(m: dict[str, Any]) -> report.Section:
         ["Jobs created", f"{m['jobs']:,}"],
         ["Job success -> next Job created, p50 / p99 / max",
          f"{report.fmt_s(p50)} / {report.fmt_s(p99)} / {report.fmt_s(max(h, default=float('nan')))} ({len(h):,} hand-offs)"],
+        ["slowest hand-offs: Job that succeeded (seconds into the run) wait",
+         ", ".join(f"{job} ({at:.0f} s) {report.fmt_s(wait)}" for wait, job, at in m.get("slowest", []))],
         ["run created -> first Job created, p50 / p99",
          f"{report.fmt_s(percentile(f, 50))} / {report.fmt_s(percentile(f, 99))}"],
         ["total wall time (first create to last run finished)", report.fmt_s(m["wall"])],
