@@ -7,6 +7,7 @@ users expect; unknown fields are errors everywhere.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -577,11 +578,28 @@ class FineTuneRunSpec(Model):
         return self
 
 
+# A run's spec travels whole as one env var of each step's pod (the kernel refuses to start a
+# container with a string over 128 KiB) and twice in the run's annotations (the controller's
+# spec snapshot and kubectl's last-applied copy; 256 KiB for all of them together).
+MAX_SPEC_BYTES = 64 * 1024
+
+
 class FineTuneRun(Model):
     api_version: Literal["finetune.dev/v1alpha1"] = Field(alias="apiVersion")
     kind: Literal["FineTuneRun"]
     metadata: Metadata
     spec: FineTuneRunSpec
+
+    @model_validator(mode="after")
+    def _fits_a_pod(self) -> FineTuneRun:
+        size = len(json.dumps(self.snapshot(), sort_keys=True))  # the longer of the forms it travels in
+        if size > MAX_SPEC_BYTES:
+            raise ValueError(
+                f"the run is {size} bytes as JSON, over the {MAX_SPEC_BYTES}-byte limit: a step's pod "
+                "carries it in one environment variable (128 KiB at most) and the API server keeps it "
+                "twice in annotations (256 KiB in all); move long prompts, checks or column lists into files"
+            )
+        return self
 
     def snapshot(self) -> dict[str, Any]:
         """The JSON form a step receives and `spec.json` stores. Nulls stay: `lora: null` (a full
