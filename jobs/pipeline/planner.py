@@ -131,8 +131,12 @@ def plan(
     status_steps = [_step_status(s, obs[s], suspend) for s in steps]
     artifacts = {k: v for s in steps for k, v in obs[s].outputs.items()}
     accepted = (ConditionType.ACCEPTED, "True", Reason.SPEC_VALID, "spec is valid")
+    # Once a run was suspended, Suspended stays in its conditions (False after a resume).
+    resumed = prev.phase == "Cancelled" or any(c.type == ConditionType.SUSPENDED for c in prev.conditions)
 
     def finish(phase: str, current: str | None, conds: list, error: RunError | None = None, actions=()) -> Plan:
+        if resumed and all(c[0] != ConditionType.SUSPENDED for c in conds):
+            conds = [*conds, (ConditionType.SUSPENDED, "False", Reason.RESUMED, "resumed")]
         status = RunStatus(
             phase=phase,
             current_step=current,
@@ -172,8 +176,6 @@ def plan(
             actions=[Stop(s) for s in running],
         )
 
-    # Once a run was suspended, Suspended stays in its conditions (False after a resume).
-    resumed = prev.phase == "Cancelled" or any(c.type == ConditionType.SUSPENDED for c in prev.conditions)
     for s in steps:
         o = obs[s]
         if o.phase in ("Succeeded", "Cached"):
@@ -182,8 +184,7 @@ def plan(
             return finish(
                 "Running",
                 s,
-                [accepted, (ConditionType.RUNNING, "True", Reason.STEP_RUNNING, f"step {s} is running")]
-                + ([(ConditionType.SUSPENDED, "False", Reason.RESUMED, "resumed")] if resumed else []),
+                [accepted, (ConditionType.RUNNING, "True", Reason.STEP_RUNNING, f"step {s} is running")],
             )
         if o.phase == "Failed":
             if o.retryable and o.attempts < max_attempts:
@@ -206,8 +207,7 @@ def plan(
         return finish(
             "Running",
             s,
-            [accepted, (ConditionType.RUNNING, "True", Reason.STEP_STARTED, f"starting step {s}")]
-            + ([(ConditionType.SUSPENDED, "False", Reason.RESUMED, "resumed")] if resumed else []),
+            [accepted, (ConditionType.RUNNING, "True", Reason.STEP_STARTED, f"starting step {s}")],
             actions=[Start(s, o.attempts + 1)],
         )
 
