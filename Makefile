@@ -29,15 +29,15 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 include jobs/gguf/llamacpp.mk
-include tests/minio.mk
+include tests/servers.mk
 include images/images.mk
 llamacpp: install
 
 demo: install llamacpp
 	$(VENV)/bin/ftctl run examples/quickstart.yaml
 
-test: install llamacpp minio
-	FT_REQUIRE_MINIO=1 FT_MINIO_BIN=$(MINIO_BIN) $(PY) -m pytest -q -m "not e2e and not gpu" $(PYTEST_ARGS)
+test: install llamacpp minio cluster-bin
+	FT_REQUIRE_MINIO=1 FT_MINIO_BIN=$(MINIO_BIN) FT_REQUIRE_CLUSTER=1 $(PY) -m pytest -q -m "not e2e and not gpu" $(PYTEST_ARGS)
 
 # The fast loop: no llama.cpp build, no slow model tests.
 test-quick: install

@@ -1,0 +1,148 @@
+"""A real Kubernetes control plane on 127.0.0.1: etcd and kube-apiserver of one pinned release,
+built from Go modules by `make cluster-bin` (tests/cluster/gobuild.sh), with RBAC authorization,
+service-account tokens and the PodSecurity admission. No kubelet and no controller-manager: it
+proves what the emulator cannot (schema admission, the status subresource, RBAC, tokens), not
+pods."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tests.miniokit import CACHE_BIN, free_port
+
+KUBERNETES_VERSION = os.environ.get("FT_KUBERNETES_VERSION", "v1.34.4")
+ETCD_VERSION = os.environ.get("FT_ETCD_VERSION", "v3.6.5")
+# A range the API server allocates Service IPs from; no traffic is ever sent to it.
+SERVICE_RANGE = "10.96.0.0/24"
+
+
+def binaries() -> tuple[Path, Path] | None:
+    etcd = CACHE_BIN / f"etcd-{ETCD_VERSION}"
+    apiserver = CACHE_BIN / f"kubernetes-{KUBERNETES_VERSION}" / "kube-apiserver"
+    return (etcd, apiserver) if etcd.is_file() and apiserver.is_file() else None
+
+
+def _signing_key(path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                       serialization.NoEncryption()))
+    path.with_suffix(".pub").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+@dataclass
+class ControlPlane:
+    url: str
+    ca_file: Path
+    admin_token: str
+    root: Path
+    procs: list[subprocess.Popen]
+
+    def kubeconfig(self, path: Path, token: str | None = None) -> Path:
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "ft",
+            "clusters": [{"name": "ft", "cluster": {"server": self.url, "certificate-authority": str(self.ca_file)}}],
+            "users": [{"name": "ft", "user": {"token": token or self.admin_token}}],
+            "contexts": [{"name": "ft", "context": {"cluster": "ft", "user": "ft"}}],
+        }))
+        return path
+
+    def client(self, token: str | None = None):
+        from kubernetes import client, config
+
+        cfg = client.Configuration()
+        config.load_kube_config(str(self.kubeconfig(self.root / f"kc-{uuid.uuid4().hex[:6]}", token)),
+                                client_configuration=cfg)
+        return client.ApiClient(cfg)
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait(what: str, check, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        if check():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def start(root: Path, etcd: Path, apiserver: Path, timeout: float = 120) -> ControlPlane:
+    import ssl
+    import urllib.request
+
+    root.mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen] = []
+    client_port, peer_port, secure_port = free_port(), free_port(), free_port()
+    etcd_url = f"http://127.0.0.1:{client_port}"
+    etcd_log = root / "etcd.log"
+    procs.append(subprocess.Popen(
+        [str(etcd), "--data-dir", str(root / "etcd"), "--listen-client-urls", etcd_url,
+         "--advertise-client-urls", etcd_url, "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
+         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
+         "--initial-cluster", f"default=http://127.0.0.1:{peer_port}", "--log-level", "warn"],
+        stdout=etcd_log.open("wb"), stderr=subprocess.STDOUT))
+
+    def etcd_ok() -> bool:
+        try:
+            with urllib.request.urlopen(f"{etcd_url}/health", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    try:
+        _wait("etcd", etcd_ok, procs[0], etcd_log, timeout)
+        certs = root / "certs"
+        certs.mkdir()
+        _signing_key(certs / "sa.key")
+        admin_token = uuid.uuid4().hex
+        (root / "tokens.csv").write_text(f'{admin_token},ft-admin,ft-admin,"system:masters"\n')
+        api_log = root / "kube-apiserver.log"
+        procs.append(subprocess.Popen(
+            [str(apiserver), "--etcd-servers", etcd_url, "--bind-address", "127.0.0.1",
+             "--advertise-address", "127.0.0.1", "--secure-port", str(secure_port), "--cert-dir", str(certs),
+             "--service-cluster-ip-range", SERVICE_RANGE, "--authorization-mode", "RBAC",
+             "--token-auth-file", str(root / "tokens.csv"),
+             "--service-account-issuer", "https://kubernetes.default.svc",
+             "--service-account-key-file", str(certs / "sa.pub"),
+             "--service-account-signing-key-file", str(certs / "sa.key"),
+             "--enable-admission-plugins", "PodSecurity,ServiceAccount,NamespaceLifecycle",
+             "--allow-privileged=false", "--profiling=false"],
+            stdout=api_log.open("wb"), stderr=subprocess.STDOUT))
+        url = f"https://127.0.0.1:{secure_port}"
+        insecure = ssl.create_default_context()
+        insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+
+        def api_ok() -> bool:
+            req = urllib.request.Request(f"{url}/readyz", headers={"Authorization": f"Bearer {admin_token}"})
+            try:
+                with urllib.request.urlopen(req, timeout=2, context=insecure) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        _wait("kube-apiserver", api_ok, procs[1], api_log, timeout)
+    except BaseException:
+        for p in procs:
+            p.kill()
+        raise
+    # The serving certificate the API server made for itself, CA included: clients verify it.
+    return ControlPlane(url, certs / "apiserver.crt", admin_token, root, procs)

@@ -1,0 +1,183 @@
+"""The CRD, the chart's RBAC and the controller against a real kube-apiserver (RBAC on, tokens
+signed by the server, PodSecurity admission), where the emulator only approximates them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.miniokit import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = yaml.safe_load((ROOT / "crds" / "finetune.dev_finetuneruns.yaml").read_text())
+GROUP, VERSION, PLURAL = "finetune.dev", "v1alpha1", "finetuneruns"
+
+
+def wait_for(what: str, check, timeout: float = 60, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def admin(control_plane):
+    return control_plane.client()
+
+
+@pytest.fixture(scope="module")
+def crd(admin):
+    from kubernetes import client
+
+    ext = client.ApiextensionsV1Api(admin)
+    ext.create_custom_resource_definition(CRD)
+
+    def established():
+        conds = ext.read_custom_resource_definition(CRD["metadata"]["name"]).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conds)
+
+    wait_for("the CRD to be established", established)
+    return CRD
+
+
+def namespace(admin, restricted: bool = True) -> str:
+    from kubernetes import client
+
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    labels = {"pod-security.kubernetes.io/enforce": "restricted"} if restricted else {}
+    core = client.CoreV1Api(admin)
+    core.create_namespace({"metadata": {"name": name, "labels": labels}})
+    # No controller-manager makes it: pods (even dry-run ones) need their ServiceAccount.
+    core.create_namespaced_service_account(name, {"metadata": {"name": "default"}})
+    return name
+
+
+def a_run(name: str) -> dict:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "FineTuneRun", "metadata": {"name": name},
+        "spec": {
+            "model": {"hf": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+            "data": {"sources": [{"path": "data/qa.jsonl", "format": "openai_chat"}]},
+            "store": {"uri": "s3://bucket/team"},
+            "steps": {"pack": {"format": "openai_chat"}},
+        },
+    }
+
+
+def test_the_crd_schema_is_enforced_at_admission(admin, crd):
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    ns = namespace(admin)
+    api = client.CustomObjectsApi(admin)
+    api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, a_run("good"))
+    bad = a_run("bad")
+    bad["spec"]["steps"]["pack"]["split"] = {"train": "most"}
+    with pytest.raises(ApiException) as err:
+        api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, bad)
+    assert err.value.status == 422 and "spec.steps.pack.split.train" in err.value.body
+
+
+def test_status_is_a_subresource(admin, crd):
+    from kubernetes import client
+
+    ns = namespace(admin)
+    api = client.CustomObjectsApi(admin)
+    api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, a_run("r"))
+    api.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "r", {"status": {"phase": "Running"}})
+    assert api.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "r").get("status", {}).get("phase") is None
+    api.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, "r", {"status": {"phase": "Running"}})
+    assert api.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "r")["status"]["phase"] == "Running"
+
+
+def install_rbac(admin, ns: str) -> str:
+    """The chart's ServiceAccount, Role and RoleBinding for a team install in `ns`; returns a
+    token the server signs for that ServiceAccount."""
+    import helm_python as helm
+    from kubernetes import client, utils
+
+    from tests.chart.chartlib import CHART, objects
+
+    with helm.Chart.load(CHART) as chart:
+        objs = objects(chart.render({}, name="ft", namespace=ns, is_install=True))
+    for obj in objs:
+        if obj["kind"] in ("ServiceAccount", "Role", "RoleBinding"):
+            utils.create_from_dict(admin, obj, namespace=ns)
+    sa = next(o for o in objs if o["kind"] == "ServiceAccount")["metadata"]["name"]
+    token = client.CoreV1Api(admin).create_namespaced_service_account_token(
+        sa, ns, {"spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 3600}})
+    return token.status.token
+
+
+def test_the_chart_role_allows_what_the_controller_does_and_nothing_more(control_plane, admin, crd):
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    ns, other = namespace(admin), namespace(admin)
+    sa = control_plane.client(install_rbac(admin, ns))
+    runs, core, batch = client.CustomObjectsApi(sa), client.CoreV1Api(sa), client.BatchV1Api(sa)
+    runs.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
+    batch.list_namespaced_job(ns)
+    core.list_namespaced_pod(ns)
+
+    def refused(call, *args, **kwargs) -> int:
+        with pytest.raises(ApiException) as err:
+            call(*args, **kwargs)
+        return err.value.status
+
+    assert refused(core.list_namespaced_secret, ns) == 403  # get by name only, never list
+    assert refused(runs.list_namespaced_custom_object, GROUP, VERSION, other, PLURAL) == 403
+    assert refused(runs.create_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, a_run("x")) == 403
+    assert refused(core.create_namespaced_pod, ns, {"metadata": {"name": "p"}, "spec": {
+        "containers": [{"name": "c", "image": "x"}]}}) == 403
+    assert refused(core.list_namespace) == 403
+
+
+def test_the_controller_creates_the_first_job_with_the_charts_rights(control_plane, admin, crd, tmp_path):
+    """The controller as the chart runs it (its ServiceAccount's token only), in a namespace that
+    enforces the restricted Pod Security level; the Job's pod template is admitted by that level
+    (a server-side dry run of a pod from it)."""
+    from kubernetes import client
+
+    ns = namespace(admin)
+    kubeconfig = control_plane.kubeconfig(tmp_path / "controller.kubeconfig", install_rbac(admin, ns))
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "FT_NAMESPACES": ns, "FT_METRICS_PORT": "0",
+           "FT_LIVENESS": f"http://127.0.0.1:{free_port()}/healthz", "FT_STORE_URI": (tmp_path / "store").as_uri(),
+           "FT_IMAGE": "finetune-operator/step:test"}
+    log = tmp_path / "controller.log"
+    proc = subprocess.Popen([sys.executable, "-m", "controller", "-n", ns], cwd=ROOT, env=env,
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        runs, batch = client.CustomObjectsApi(admin), client.BatchV1Api(admin)
+        run = runs.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, a_run("first"))
+        jobs = wait_for("the pack Job", lambda: batch.list_namespaced_job(ns).items or (
+            proc.poll() is not None and pytest.fail(log.read_text()[-3000:])), timeout=90)
+        job = jobs[0]
+        assert [o.uid for o in job.metadata.owner_references] == [run["metadata"]["uid"]]
+        status = wait_for("the run's status", lambda: runs.get_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, "first").get("status", {}).get("steps"), timeout=60)
+        assert any(s.get("job") == job.metadata.name for s in status)
+        template = admin.sanitize_for_serialization(job.spec.template)
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dry-run"}, "spec": template["spec"]}
+        core = client.CoreV1Api(admin)
+        core.create_namespaced_pod(ns, pod, dry_run="All")  # 403 if PodSecurity refused it
+        # The same pod less its security context is refused: the level is really enforced here.
+        for container in pod["spec"]["containers"]:
+            container.pop("securityContext", None)
+        with pytest.raises(client.exceptions.ApiException) as refused:
+            core.create_namespaced_pod(ns, pod, dry_run="All")
+        assert refused.value.status == 403 and "restricted" in refused.value.body
+        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
