@@ -116,7 +116,8 @@ def build_crd() -> dict[str, Any]:
                                 # Immutability after start is enforced by the controller (status.specHash):
                                 # a CEL equality rule over unbounded lists exceeds the API server's cost budget.
                                 "spec": spec_schema,
-                                "status": {**status_schema, "x-kubernetes-preserve-unknown-fields": True},
+                                # Status holds only RunStatus: kopf keeps its bookkeeping in annotations.
+                                "status": status_schema,
                             },
                         }
                     },
