@@ -109,6 +109,10 @@ def test_controller_deployment(render: Render) -> None:
     assert controller_env(render())["FT_LIVENESS"] == f"http://0.0.0.0:{port}/healthz"
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     assert pod["serviceAccountName"] == f"{RELEASE}-finetune-operator"
+    # The root filesystem is read-only: HOME must be on a writable mount.
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    home = controller_env(render())["HOME"]
+    assert any(home.startswith(m["mountPath"]) for m in container["volumeMounts"]), home
 
 
 def _pod_specs(objs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
