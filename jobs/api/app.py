@@ -162,7 +162,8 @@ def create_app(settings: Settings) -> FastAPI:
             "hyperparameters": _resolved(req, run),
             "method": {"type": req.method_type(), req.method_type(): {"hyperparameters": _resolved(req, run)}},
             "events": [], "checkpoints": [],
-            "internal": {"request": req.model_dump(exclude_none=True), "fine_tuned_model": f"ft:{req.model}:{t.namespace}{suffix}:{job_id.removeprefix('ftjob-')[:8]}"},
+            "internal": {"request": req.model_dump(exclude_none=True),
+                         "fine_tuned_model": f"ft:{req.model}:{t.namespace}{suffix}:{job_id[-8:]}"},
         }
         add_event(job, f"Created fine-tuning job: {job_id}")
         add_event(job, f"Validating training file: {req.training_file}")

@@ -31,10 +31,25 @@ def body(message: str, *, param: str | None, code: str | None, type: str) -> dic
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
+UNION_BRANCHES = ("int", "float", "str", "bool", "none")
+
+
 def _param(loc: tuple) -> str | None:
-    # ("body", "hyperparameters", "n_epochs") -> "hyperparameters.n_epochs"; the source part is not a param
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    # ("body", "hyperparameters", "n_epochs", "literal['auto']") -> "hyperparameters.n_epochs": neither the
+    # request part nor the union branch pydantic tried is a parameter
+    parts = []
+    for p in loc:
+        if p in ("body", "query", "path", "header"):
+            continue
+        if isinstance(p, str) and ("[" in p or p in UNION_BRANCHES or p.startswith("constrained-")):
+            break
+        parts.append(str(p))
     return ".".join(parts) or None
+
+
+def _most_telling(found: list[dict]) -> dict:
+    # For "auto" | int, the literal branch's complaint ("should be 'auto'") hides the real one (> 0)
+    return next((e for e in found if e.get("type") != "literal_error"), found[0])
 
 
 def install(app: FastAPI) -> None:
@@ -44,7 +59,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
-        first = err.errors()[0]
+        first = _most_telling(list(err.errors()))
         param = _param(tuple(first.get("loc", ())))
         kind = first.get("type", "")
         if kind == "extra_forbidden":

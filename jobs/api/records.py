@@ -17,7 +17,8 @@ from jobs.common.store import Store
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(12)}"
+    """A unique id that sorts in creation order: nanoseconds (16 hex digits until 2554), then random."""
+    return f"{prefix}-{time.time_ns():016x}{secrets.token_hex(6)}"
 
 
 class Records:
@@ -61,7 +62,7 @@ class Records:
     def files(self, ns: str) -> list[dict[str, Any]]:
         found = [k for k in self.store.list(keys.join("api", ns, "files")) if k.endswith("/file.json")]
         metas = [json.loads(self.store.get_bytes(k) or b"null") for k in found]
-        return sorted((m for m in metas if m), key=lambda m: (m["created_at"], m["id"]))
+        return sorted((m for m in metas if m), key=lambda m: m["id"])
 
     def delete_file(self, ns: str, file_id: str) -> None:
         prefix = self._file_prefix(ns, file_id)
@@ -87,7 +88,7 @@ class Records:
     def jobs(self, ns: str) -> list[dict[str, Any]]:
         found = [k for k in self.store.list(keys.join("api", ns, "jobs")) if k.endswith(".json")]
         records = [json.loads(self.store.get_bytes(k) or b"null") for k in found]
-        return sorted((r for r in records if r), key=lambda r: (r["created_at"], r["id"]))
+        return sorted((r for r in records if r), key=lambda r: r["id"])
 
     def update_job(self, ns: str, job_id: str, change) -> dict[str, Any]:
         """Read, change (a function of the record) and write back one job under the lock."""

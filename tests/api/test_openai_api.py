@@ -20,6 +20,13 @@ def chat_jsonl(n: int = 12) -> bytes:
     return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
 
 
+def preference_jsonl(n: int = 10) -> bytes:
+    rows = [{"input": {"messages": [{"role": "user", "content": f"What is {i} times three?"}]},
+             "preferred_output": [{"role": "assistant", "content": f"It is {3 * i}."}],
+             "non_preferred_output": [{"role": "assistant", "content": "I do not know."}]} for i in range(n)]
+    return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+
 def upload(client, data: bytes, name: str = "train.jsonl"):
     return client.files.create(file=(name, io.BytesIO(data)), purpose="fine-tune")
 
@@ -50,6 +57,16 @@ def test_upload_create_events_checkpoints_and_cancel(client_a):
     second = client_a.fine_tuning.jobs.create(training_file=f.id, model="tiny-llama")
     assert client_a.fine_tuning.jobs.cancel(second.id).id == second.id
     assert wait_for(client_a, second.id, ("cancelled", "failed", "succeeded"), 30).status == "cancelled"
+    # A DPO job from a preference file: paused while queued, then cancelled.
+    prefs = upload(client_a, preference_jsonl(), "prefs.jsonl")
+    dpo = client_a.fine_tuning.jobs.create(
+        training_file=prefs.id, model="tiny-llama",
+        method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2}}})
+    assert dpo.method.type == "dpo" and dpo.method.dpo.hyperparameters.beta == 0.2
+    assert client_a.fine_tuning.jobs.pause(dpo.id).status == "paused"
+    with pytest.raises(openai.BadRequestError):
+        client_a.fine_tuning.jobs.pause(dpo.id)
+    assert client_a.fine_tuning.jobs.cancel(dpo.id).status == "cancelled"
 
     done = wait_for(client_a, job.id, ("succeeded", "failed", "cancelled"))
     assert done.status == "succeeded", done.error
@@ -72,8 +89,8 @@ def test_upload_create_events_checkpoints_and_cancel(client_a):
     assert checkpoints[1].metrics.train_loss > 0
 
     page = client_a.fine_tuning.jobs.list(limit=1)
-    assert [j.id for j in page.data] == [second.id] and page.has_more
-    assert [j.id for j in client_a.fine_tuning.jobs.list(limit=1)] == [second.id, job.id]
+    assert [j.id for j in page.data] == [dpo.id] and page.has_more
+    assert [j.id for j in client_a.fine_tuning.jobs.list(limit=1)] == [dpo.id, second.id, job.id]
 
     with pytest.raises(openai.BadRequestError) as err:
         client_a.fine_tuning.jobs.cancel(job.id)
@@ -87,6 +104,14 @@ def test_bad_file_is_refused_with_its_line(client_a):
         upload(client_a, b"\n".join(lines))
     assert err.value.param == "file" and err.value.code == "invalid_file_format"
     assert "line 3: example_missing_assistant_message" in err.value.message
+
+
+def test_bad_preference_file_is_refused_with_its_line(client_a):
+    lines = preference_jsonl().split(b"\n")
+    lines[4] = lines[4].replace(b"non_preferred_output", b"rejected_output")
+    with pytest.raises(openai.BadRequestError) as err:
+        upload(client_a, b"\n".join(lines))
+    assert "line 5: invalid_preference_example: non_preferred_output" in err.value.message
 
 
 def test_invalid_parameters_are_400_with_param(client_a):
