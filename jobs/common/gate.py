@@ -10,6 +10,7 @@ from __future__ import annotations
 import operator
 import re
 from dataclasses import dataclass
+from typing import Any, Callable
 
 METRICS = ("PassRate", "ExactMatch", "TokenF1", "Loss", "Perplexity", "Accuracy", "F1Macro")
 GATE_METRICS: tuple[str, ...] = tuple(f"{who}{m}" for who in ("base", "tuned") for m in METRICS)
@@ -95,8 +96,8 @@ def parse_gate(text: str) -> list[Comparison]:
     return comparisons
 
 
-def _value(terms: list[tuple[int, str | float]], metrics: dict[str, float]) -> float:
-    total = 0.0
+def _value(terms: list[tuple[int, str | float]], metrics: dict[str, Any]) -> Any:
+    total: Any = 0.0
     for sign, term in terms:
         if isinstance(term, str):
             if term not in metrics:
@@ -107,12 +108,28 @@ def _value(terms: list[tuple[int, str | float]], metrics: dict[str, float]) -> f
     return total
 
 
-def evaluate_gate(text: str, metrics: dict[str, float]) -> tuple[bool, str]:
-    """Return (passed, explanation with the numbers)."""
+def margin(comparison: Comparison, metrics: dict[str, Any]) -> Any:
+    """left - right of a clause (metrics may be arrays, one value per bootstrap resample)."""
+    return _value(comparison.left, metrics) - _value(comparison.right, metrics)
+
+
+def evaluate_gate(
+    text: str, metrics: dict[str, float], bounds: Callable[[Comparison], tuple[float, float]] | None = None
+) -> tuple[bool, str]:
+    """Return (passed, explanation with the numbers).
+
+    With `bounds` (a clause -> the confidence interval of its margin, left - right), a clause holds
+    only when the whole interval does: its lower bound for >= and >, its upper bound for <= and <;
+    == holds when the interval contains 0."""
     parts, ok = [], True
     for c in parse_gate(text):
         left, right = _value(c.left, metrics), _value(c.right, metrics)
         passed = _OPS[c.op](left, right)
+        shown = f"{left:.4f} {c.op} {right:.4f}"
+        if bounds is not None:
+            low, high = bounds(c)
+            passed = low <= 0 <= high if c.op == "==" else _OPS[c.op](low if c.op in (">=", ">") else high, 0.0)
+            shown += f" (margin {left - right:+.4f}, interval [{low:+.4f}, {high:+.4f}])"
         ok = ok and passed
-        parts.append(f"{left:.4f} {c.op} {right:.4f}: {'ok' if passed else 'NOT MET'}")
+        parts.append(f"{shown}: {'ok' if passed else 'NOT MET'}")
     return ok, "; ".join(parts)

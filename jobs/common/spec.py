@@ -390,6 +390,14 @@ class EvaluateStep(Model):
         max_length=512,
         description="Promotion gate, e.g. 'tunedPassRate >= basePassRate + 0.05'.",
     )
+    gate_confidence: float | None = Field(
+        default=None,
+        ge=0.5,
+        lt=1,
+        description="Each gate clause must hold over its paired-bootstrap interval at this level (for >=: the "
+        "lower bound clears the threshold); the report's intervals use it too (else 0.95).",
+    )
+    bootstrap_samples: int = Field(default=1000, ge=100, le=100_000, description="Bootstrap resamples of the test split.")
 
     @field_validator("gate")
     @classmethod

@@ -116,7 +116,10 @@ def loss_curve(rows: list[dict[str, Any]]) -> bytes | None:
     return _png(fig)
 
 
-def comparison_table(base: dict[str, Any], tuned: dict[str, Any]) -> list[dict[str, Any]]:
+def comparison_table(
+    base: dict[str, Any], tuned: dict[str, Any], intervals: dict[str, dict[str, float]] | None = None
+) -> list[dict[str, Any]]:
+    """One row per metric; `interval` is the change's bootstrap interval (low, high) where there is one."""
     rows = []
     for key, label in LABELS.items():
         b, t = base.get(key), tuned.get(key)
@@ -124,7 +127,9 @@ def comparison_table(base: dict[str, Any], tuned: dict[str, Any]) -> list[dict[s
             continue
         delta = t - b
         better = (delta < 0) if key in LOWER_IS_BETTER else (delta > 0)
-        rows.append({"name": label, "base": b, "tuned": t, "delta": delta, "better": better if delta else None})
+        found = (intervals or {}).get(key)
+        rows.append({"name": label, "base": b, "tuned": t, "delta": delta, "better": better if delta else None,
+                     "interval": (found["low"], found["high"]) if found else None})
     return rows
 
 
@@ -156,7 +161,7 @@ def write(
         {
             "model": model_name,
             "metrics": metrics,
-            "table": comparison_table(metrics["base"], metrics["tuned"]),
+            "table": comparison_table(metrics["base"], metrics["tuned"], (metrics.get("intervals") or {}).get("deltas")),
             "chart": base64.b64encode(chart).decode(),
             "curve": base64.b64encode(curve).decode() if curve else None,
             "samples": samples,

@@ -26,6 +26,7 @@ from jobs.common.gate import evaluate_gate, parse_gate
 from jobs.common.spec import Check, Decoding
 from jobs.common.stepctx import StepContext, StepResult
 from jobs.evaluate import report
+from jobs.evaluate.bootstrap import clause_bounds, delta_intervals, resampled_gate_metrics
 from jobs.evaluate.metrics import GATE_NAMES, exact_match, gate_metrics, generation_metrics, token_f1
 from jobs.evaluate.testset import Example, read_test_split
 
@@ -124,8 +125,9 @@ def generative(ctx: StepContext, examples: list[Example]) -> dict[str, Any]:
     }
 
 
-def require_measurable(gate: str | None, fmt: str) -> None:
-    """Fail before any model runs when the gate names a metric this kind of run does not measure."""
+def require_measurable(gate: str | None, fmt: str, confidence: float | None = None) -> None:
+    """Fail before any model runs when the gate names a metric this kind of run does not measure,
+    or, with gateConfidence, one that has no bootstrap interval (F1 macro)."""
     if not gate:
         return
     measured = {f"{who}{GATE_NAMES[k]}" for who in ("base", "tuned") for k in MEASURED[fmt == "classification"]}
@@ -135,19 +137,29 @@ def require_measurable(gate: str | None, fmt: str) -> None:
             f"steps.evaluate.gate uses {', '.join(sorted(used - measured))}, which this run does not measure; "
             f"measured: {', '.join(sorted(measured))}"
         )
+    no_interval = sorted(t for t in used if t.endswith(GATE_NAMES["f1Macro"]))
+    if confidence is not None and no_interval:
+        raise InvalidSpec(
+            f"steps.evaluate.gateConfidence: {', '.join(no_interval)} has no bootstrap interval "
+            "(F1 macro is not a per-example statistic); gate on accuracy, or drop gateConfidence"
+        )
 
 
-def check_gate(gate: str | None, flat: dict[str, float]) -> dict[str, Any] | None:
+def check_gate(
+    gate: str | None, flat: dict[str, float], resampled: dict[str, Any], confidence: float | None
+) -> dict[str, Any] | None:
+    """The gate's verdict; with a confidence level, each clause must hold over its bootstrap interval."""
     if not gate:
         return None
+    bounds = (lambda clause: clause_bounds(clause, resampled, confidence)) if confidence else None
     try:
-        passed, explanation = evaluate_gate(gate, flat)
+        passed, explanation = evaluate_gate(gate, flat, bounds)
     except KeyError as missing:
         raise InvalidSpec(
             f"steps.evaluate.gate uses {missing.args[0]}, which could not be computed on this test split "
             f"(no reference tokens); computed: {', '.join(sorted(flat))}"
         ) from None
-    return {"expression": gate, "passed": passed, "explanation": explanation}
+    return {"expression": gate, "passed": passed, "explanation": explanation, "confidence": confidence}
 
 
 def write_predictions(out: Path, examples: list[Example], rows: list[dict[str, Any]]) -> None:
@@ -166,7 +178,7 @@ def write_predictions(out: Path, examples: list[Example], rows: list[dict[str, A
 def run_step(ctx: StepContext) -> StepResult:
     cfg = ctx.config
     fmt = ctx.spec.steps.pack.format
-    require_measurable(cfg.gate, fmt)
+    require_measurable(cfg.gate, fmt, cfg.gate_confidence)
     examples = read_test_split(ctx.input_dir("pack", only="test.jsonl") / "test.jsonl", fmt, cfg.max_items)
     if fmt == "classification":
         from jobs.evaluate.classify import classification
@@ -175,7 +187,10 @@ def run_step(ctx: StepContext) -> StepResult:
     else:
         result = generative(ctx, examples)
     flat = gate_metrics(result["base"], result["tuned"])
-    gate = check_gate(cfg.gate, flat)
+    sides = [r["base"] for r in result["rows"]], [r["tuned"] for r in result["rows"]]
+    resampled = resampled_gate_metrics(*sides, MEASURED[fmt == "classification"], cfg.bootstrap_samples)
+    level = cfg.gate_confidence or 0.95
+    gate = check_gate(cfg.gate, flat, resampled, cfg.gate_confidence)
     metrics = {
         "examples": len(examples),
         "format": fmt,
@@ -186,6 +201,7 @@ def run_step(ctx: StepContext) -> StepResult:
         "checks": result.get("checks"),
         "perCheck": result.get("perCheck"),
         "gateMetrics": flat,
+        "intervals": {"level": level, "samples": cfg.bootstrap_samples, "deltas": delta_intervals(flat, resampled, level)},
         "gate": gate,
     }
     out = ctx.out

@@ -96,3 +96,44 @@ def test_loss_curve_reads_every_loss_series(tmp_path):
 def test_comparison_table_knows_which_way_is_better():
     rows = {r["name"]: r for r in comparison_table({"passRate": 0.2, "loss": 2.0, "tokenF1": 0.5}, {"passRate": 0.6, "loss": 2.5, "tokenF1": 0.5})}
     assert rows["pass rate"]["better"] is True and rows["loss"]["better"] is False and rows["token F1"]["better"] is None
+
+
+def _rows(passed: int, n: int) -> list[dict]:
+    return [{"passed": i < passed, "exactMatch": float(i < passed), "tokenF1": 1.0 if i < passed else 0.5,
+             "nll": 2.0 if i < passed else 4.0, "tokens": 2} for i in range(n)]
+
+
+def test_bootstrap_intervals_are_paired_and_reproducible():
+    from jobs.evaluate.bootstrap import delta_intervals, resampled_gate_metrics
+    from jobs.evaluate.metrics import gate_metrics, generation_metrics
+
+    base, tuned = _rows(8, 20), _rows(12, 20)  # tuned passes the 8 base passes and 4 more
+    measured = ("passRate", "exactMatch", "tokenF1", "loss", "perplexity")
+    flat = gate_metrics(generation_metrics(base), generation_metrics(tuned))
+    resampled = resampled_gate_metrics(base, tuned, measured, 2000)
+    deltas = delta_intervals(flat, resampled, 0.95)
+    assert deltas == delta_intervals(flat, resampled_gate_metrics(base, tuned, measured, 2000), 0.95)
+    rate = deltas["passRate"]
+    assert rate["delta"] == 0.2 and 0.0 < rate["low"] < 0.2 < rate["high"] <= 0.4
+    # paired: every resample keeps tuned at least as good as base, so the interval never goes below 0
+    assert rate["low"] >= 0.0 and deltas["loss"]["high"] <= 0.0
+    assert set(deltas) == set(measured)
+
+
+def test_a_gate_with_confidence_needs_the_lower_bound_to_clear():
+    from jobs.common.gate import evaluate_gate, parse_gate
+    from jobs.evaluate.bootstrap import clause_bounds, resampled_gate_metrics
+    from jobs.evaluate.metrics import gate_metrics, generation_metrics
+
+    base, tuned = _rows(8, 20), _rows(12, 20)
+    flat = gate_metrics(generation_metrics(base), generation_metrics(tuned))
+    resampled = resampled_gate_metrics(base, tuned, ("passRate",), 2000)
+    gate = "tunedPassRate >= basePassRate + 0.1"
+    assert evaluate_gate(gate, flat)[0] is True  # the point estimate clears by 0.1
+    low, high = clause_bounds(parse_gate(gate)[0], resampled, 0.95)
+    assert low < 0 < high
+    passed, explanation = evaluate_gate(gate, flat, lambda c: clause_bounds(c, resampled, 0.95))
+    assert passed is False and "margin +0.1000, interval [" in explanation and "NOT MET" in explanation
+    assert evaluate_gate("tunedPassRate >= basePassRate", flat, lambda c: clause_bounds(c, resampled, 0.95))[0]
+    assert evaluate_gate("tunedLoss < baseLoss", flat, lambda c: (-0.5, -0.1))[0]
+    assert not evaluate_gate("tunedLoss < baseLoss", flat, lambda c: (-0.5, 0.1))[0]

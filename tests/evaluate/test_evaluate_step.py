@@ -107,3 +107,27 @@ def test_classification_runs_report_the_f1_family(tiny_classifier, run_evaluate)
     assert rows[0]["input"] == "the team won the match" and rows[0]["tuned_answer"] == "sport"
     html = (run_evaluate.out / "report.html").read_text()
     assert "F1 (macro)" in html and "accuracy" in html
+
+
+def test_the_report_shows_intervals_and_a_confident_gate_reads_them(tiny, run_evaluate):
+    gate = "tunedPassRate >= basePassRate + 0.5"
+    evaluate = {"decoding": DECODING, "gate": gate, "checks": [{"type": "exact"}], "gateConfidence": 0.9,
+                "bootstrapSamples": 200}
+    manifest = run_evaluate(evaluate_spec(tiny["model"], evaluate), CHAT_ROWS,
+                            {"adapter": tiny["adapter"], "metrics.jsonl": tiny["metrics"]})
+    metrics = json.loads((run_evaluate.out / "metrics.json").read_text())
+    assert metrics["intervals"]["level"] == 0.9 and metrics["intervals"]["samples"] == 200
+    # every test example flips from failed to passed, so every resample says +1
+    assert metrics["intervals"]["deltas"]["passRate"] == {"delta": 1.0, "low": 1.0, "high": 1.0}
+    assert metrics["gate"]["passed"] is True and "(margin +0.5000, interval [+0.5000, +0.5000])" in metrics["gate"]["explanation"]
+    assert manifest["metrics"]["gatePassed"] is True
+    html = (run_evaluate.out / "report.html").read_text()
+    assert "90% interval of the change" in html and "[+1.0000, +1.0000]" in html
+
+
+def test_a_confident_gate_on_f1_macro_is_refused_before_any_model_runs(tiny, run_evaluate):
+    spec = evaluate_spec(tiny["model"], {"gate": "tunedF1Macro > 0.5", "gateConfidence": 0.95},
+                         fmt="classification", method="classification")
+    spec["spec"]["steps"]["pack"]["format"] = "classification"
+    with pytest.raises(InvalidSpec, match="gateConfidence: tunedF1Macro has no bootstrap interval"):
+        run_evaluate(spec, classification_rows(), {})
