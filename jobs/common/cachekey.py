@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import jobs
+from jobs.common.codeclosure import ROOT, closure
 from jobs.common.spec import FineTuneRunSpec
 
 # Which earlier steps each step reads (when they are enabled).
@@ -38,14 +38,11 @@ def _digest(obj: Any) -> str:
 
 @functools.lru_cache(maxsize=16)
 def code_version(step: str) -> str:
-    """sha256 over the sources of the step and of jobs/common."""
-    root = Path(jobs.__file__).parent
+    """sha256 over the files the step runs: its own and every jobs module it imports."""
     h = hashlib.sha256()
-    for folder in (root / "common", root / step):
-        for p in sorted(folder.rglob("*")):
-            if p.is_file() and p.suffix in (".py", ".json", ".jinja", ".html") and "__pycache__" not in p.parts:
-                h.update(p.relative_to(root).as_posix().encode())
-                h.update(p.read_bytes())
+    for p in closure(step):
+        h.update(p.relative_to(ROOT).as_posix().encode())
+        h.update(p.read_bytes())
     return h.hexdigest()
 
 
@@ -58,12 +55,24 @@ def _local_fingerprint(path: str, size: int, mtime_ns: int) -> str:
     return sha256_file(Path(path))
 
 
+def _s3_fingerprint(uri: str) -> str:
+    """The ETags and sizes of the object (or of the objects of a model folder): overwriting
+    any of them changes the key."""
+    from urllib.parse import urlsplit
+
+    from jobs.common.store import S3Store
+
+    parts = urlsplit(uri)
+    versions = S3Store(parts.netloc).versions(parts.path.strip("/"))
+    return _digest(versions) if versions else f"missing:{uri}"
+
+
 def fingerprint(location: str, base_dir: Path) -> str:
     """A stable identity for an external input; changes when its content changes."""
     from jobs.common.resolve import local_path_of
 
     if location.startswith("s3://"):
-        return f"s3:{location}"  # the S3 object is hashed by the step itself; see manifest metrics
+        return _s3_fingerprint(location)
     path = local_path_of(location, base_dir)
     if path is None:
         return f"ref:{location}"

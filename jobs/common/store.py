@@ -239,5 +239,22 @@ class S3Store:
 
         return self._retry(f"list {prefix}", collect)
 
+    def versions(self, key: str) -> list[tuple[str, str, int]]:
+        """(key, ETag, size) of the object `key` and of the objects under `key`/, sorted: what
+        changes when any of them is overwritten, without reading them."""
+        full = self._k(key).rstrip("/")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+
+        def collect() -> list[tuple[str, str, int]]:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full)
+            return sorted(
+                (o["Key"][strip:], o["ETag"].strip('"'), o["Size"])
+                for page in pages
+                for o in page.get("Contents", [])
+                if o["Key"] == full or o["Key"].startswith(full + "/")
+            )
+
+        return self._retry(f"list {key}", collect)
+
     def delete(self, key: str) -> None:
         self._retry(f"delete {key}", lambda: self.client.delete_object(Bucket=self.bucket, Key=self._k(key)))
