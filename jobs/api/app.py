@@ -149,7 +149,9 @@ def create_app(settings: Settings) -> FastAPI:
         run = settings.template.build(job_id, t.namespace, _training_uri(t, req), req)
         if req.integrations:
             wandb = req.integrations[0].wandb
-            run.spec.tracking.wandb = Wandb(project=wandb.project, run_name=wandb.name or job_id, entity=wandb.entity)
+            mode = run.spec.tracking.wandb.mode if run.spec.tracking.wandb else "offline"
+            run.spec.tracking.wandb = Wandb(project=wandb.project, run_name=wandb.name or job_id,
+                                            entity=wandb.entity, mode=mode)
         train = run.spec.steps.train
         suffix = f":{req.suffix}" if req.suffix else ""
         job = {
