@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Form, Query, Request, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from jobs.api import errors
 from jobs.api.errors import ApiError, bad_param, not_found
@@ -157,7 +157,7 @@ def create_app(settings: Settings) -> FastAPI:
         job = {
             "id": job_id, "object": "fine_tuning.job", "created_at": int(time.time()), "error": None,
             "fine_tuned_model": None, "finished_at": None, "model": req.model, "organization_id": t.namespace,
-            "result_files": [], "seed": train.seed if train else (req.seed or 0), "status": "validating_files",
+            "result_files": [], "seed": train.seed if train else (req.seed or 0), "status": "queued",
             "trained_tokens": None, "training_file": req.training_file, "validation_file": None,
             "estimated_finish": None, "metadata": req.metadata, "user_provided_suffix": req.suffix,
             "integrations": [i.model_dump() for i in req.integrations or []],
@@ -169,8 +169,7 @@ def create_app(settings: Settings) -> FastAPI:
         }
         add_event(job, f"Created fine-tuning job: {job_id}")
         add_event(job, f"Validating training file: {req.training_file}")
-        add_event(job, "Files validated, moving job to queued state")
-        job["status"] = "queued"
+        add_event(job, "Files validated, moving job to queued state")  # they were checked on upload
         records.save_job(t.namespace, job)
         worker.submit(t.namespace, job_id, run)
         return _public(job)
@@ -232,9 +231,7 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _error(status: int, message: str, param: str | None, code: str):
-    from fastapi.responses import JSONResponse
-
+def _error(status: int, message: str, param: str | None, code: str) -> JSONResponse:
     return JSONResponse(errors.body(message, param=param, code=code, type="invalid_request_error"),
                         status_code=status)
 
@@ -256,7 +253,7 @@ def _resolved(req: JobCreate, run) -> dict[str, Any]:
     return hp
 
 
-def _multiplier(req: JobCreate) -> float | str:
+def _multiplier(req: JobCreate) -> float:
     value = req.effective_hyperparameters().learning_rate_multiplier
     return value if isinstance(value, float) else 1.0
 

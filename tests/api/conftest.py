@@ -5,10 +5,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.train.trainkit import smollm2_tokenizer_dir, tiny_llama  # noqa: F401
 
@@ -36,8 +37,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def api_base(tmp_path_factory, tiny_llama) -> str:  # noqa: F811
+@contextmanager
+def serving(template: dict, root: Path, max_upload_bytes: int = 64 * 1024) -> Iterator[str]:
+    """The API app under uvicorn on a free 127.0.0.1 port, with tenants team-a and team-b; its /v1 URL."""
     import uvicorn
 
     from jobs.api.app import Settings, create_app
@@ -45,13 +47,12 @@ def api_base(tmp_path_factory, tiny_llama) -> str:  # noqa: F811
     from jobs.api.tenants import KeyRing
     from jobs.common.store import open_store
 
-    root = tmp_path_factory.mktemp("api")
     settings = Settings(
         store=open_store((root / "store").as_uri()),
         keyring=KeyRing({KEY_A: "team-a", KEY_B: "team-b"}),
-        template=JobTemplate(yaml.safe_load(yaml.safe_dump(tiny_template(tiny_llama))), "tiny template"),
+        template=JobTemplate(template, "test template"),
         work_root=root / "work",
-        max_upload_bytes=64 * 1024,
+        max_upload_bytes=max_upload_bytes,
     )
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
@@ -61,9 +62,17 @@ def api_base(tmp_path_factory, tiny_llama) -> str:  # noqa: F811
     while not server.started:
         assert time.time() < deadline, "the API server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def api_base(tmp_path_factory, tiny_llama) -> Iterator[str]:  # noqa: F811
+    with serving(tiny_template(tiny_llama), tmp_path_factory.mktemp("api")) as base:
+        yield base
 
 
 @pytest.fixture
