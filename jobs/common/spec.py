@@ -336,7 +336,7 @@ class Grpo(Model):
 
 
 class TrainStep(Model):
-    method: Literal["sft", "dpo", "classification", "grpo"] = "sft"
+    method: Literal["sft", "dpo", "classification", "grpo", "kto", "orpo"] = "sft"
     lora: Lora | None = Field(
         default_factory=Lora, description="LoRA settings; null for a full fine-tune."
     )
@@ -358,7 +358,7 @@ class TrainStep(Model):
     seed: int = Field(default=42, ge=0)
     checkpoint_every: int = Field(default=50, gt=0, description="Save a checkpoint every N steps.")
     early_stopping_patience: int = Field(default=3, ge=0)
-    beta: float = Field(default=0.1, gt=0, description="DPO beta.")
+    beta: float = Field(default=0.1, gt=0, description="DPO and KTO beta; ORPO's lambda.")
     eval_every: int | None = Field(default=None, gt=0)
     grpo: Grpo | None = Field(default=None, description="GRPO sampling and rewards (method: grpo).")
 
@@ -568,7 +568,7 @@ class FineTuneRunSpec(Model):
         train = self.steps.train
         if train and self.steps.pack:
             want = {"sft": ("openai_chat", "alpaca"), "dpo": ("dpo",), "classification": ("classification",),
-                    "grpo": ("openai_chat", "alpaca")}
+                    "grpo": ("openai_chat", "alpaca"), "kto": ("dpo", "kto"), "orpo": ("dpo",)}
             if self.steps.pack.format not in want[train.method]:
                 raise ValueError(
                     f"steps.pack.format: {train.method} training needs {' or '.join(want[train.method])}"

@@ -19,6 +19,8 @@ REQUIRED = {
     "dpo": ("prompt", "chosen", "rejected"),
     "classification": ("text", "label"),
     "grpo": (),  # as sft: the last assistant message is the expected answer
+    "kto": ("prompt",),  # and completion/label, or chosen/rejected: checked by jobs.train.preference
+    "orpo": ("prompt", "chosen", "rejected"),
 }
 
 

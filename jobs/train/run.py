@@ -21,6 +21,8 @@ METHODS = {
     "dpo": "jobs.train.dpo",
     "classification": "jobs.train.classify",
     "grpo": "jobs.train.grpo",
+    "kto": "jobs.train.preference",
+    "orpo": "jobs.train.preference",
 }
 
 
