@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from jobs.pack.conversations import uses_tools
 from jobs.pack.records import Record
-from jobs.pack.validate import approx_tokens, chat_tokens
+from jobs.pack.validate import approx_tokens, chat_tokens, example_problems
 
 REASONS = {
     "not_passed": "the eval item did not pass its checks (curate: passed)",
     "no_expected": "the eval item has no expected answer (curate: expected)",
+    "image_content": "a message holds an image part; text fine-tuning cannot train on it",
+    "tools_need_chat": "tool calls and their results need steps.pack.format openai_chat",
+    "invalid_message": "a turn fails the chat checks of ftctl validate-data (e.g. an empty turn)",
     "empty_prompt": "no prompt text",
     "empty_output": "no answer text",
     "short_output": "answer shorter than minOutputChars",
@@ -22,6 +26,8 @@ def row_problem(record: Record, fmt: str, min_output_chars: int, max_tokens: int
     labels (a class name is short by nature)."""
     if record.reject:
         return record.reject
+    if fmt != "openai_chat" and (record.tools or uses_tools(record.messages)):
+        return "tools_need_chat"
     if not record.prompt.strip():
         return "empty_prompt"
     answer = record.output.strip()
@@ -29,6 +35,8 @@ def row_problem(record: Record, fmt: str, min_output_chars: int, max_tokens: int
         return "empty_output"
     if fmt != "classification" and record.label is None and len(answer) < min_output_chars:
         return "short_output"
+    if fmt == "openai_chat" and example_problems({"messages": record.messages}):
+        return "invalid_message"
     if _over_limit(record, max_tokens):
         return "too_long"
     return None

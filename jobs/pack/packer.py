@@ -90,6 +90,18 @@ def _require_two_classes(kept: list[Record], labels: list[str]) -> None:
         )
 
 
+def _unknown_key_warnings(records: list[Record]) -> list[str]:
+    """Top-level keys no reader maps are not packed; say which, how often, and where first."""
+    seen: dict[str, list[str]] = defaultdict(list)
+    for record in records:
+        for key in record.unknown_keys:
+            seen[key].append(record.origin)
+    return [
+        f"key {key!r} in {len(origins)} row(s) (first at {origins[0]}) is not read by the format and is not packed"
+        for key, origins in sorted(seen.items())
+    ]
+
+
 def _warnings(splits: dict[str, list[Any]], fractions: dict[str, float], labels: list[str] | None) -> list[str]:
     out = [
         f"the {name} split is empty although its fraction is {fractions[name]}: too few rows"
@@ -164,6 +176,6 @@ def pack(records: list[Record], cfg: PackStep, sources: list[dict[str, Any]]) ->
             "curate": cfg.curate,
         },
         "split": {"seed": cfg.seed, "fractions": fractions, "stratified": labels is not None},
-        "warnings": _warnings(splits, fractions, labels),
+        "warnings": _unknown_key_warnings(records) + _warnings(splits, fractions, labels),
     }
     return Packed(splits, report)

@@ -5,12 +5,20 @@ exceptions they raise are InvalidData and MissingInput, with a message that
 names the file and the line (or item) and, for CSV and mapped JSON, the column.
 
 Formats:
-    openai_chat   JSONL of {"messages": [{"role", "content"}, ...]}
-    alpaca        JSON array or JSONL of {"instruction", "input"?, "output", "system"?}
-    sharegpt      JSON array or JSONL of {"conversations": [{"from", "value"}, ...], "system"?}
+    openai_chat   JSONL of {"messages": [{"role", "content"}, ...], "tools"?}, with tool_calls, tool
+                  messages, legacy function_call and content parts (images: dropped, reason image_content)
+    alpaca        JSON array or JSONL of {"instruction", "input"?, "output", "system"?, "history"?}
+                  (history: [[instruction, output], ...] of the earlier turns)
+    sharegpt      JSON array or JSONL of {"conversations": [{"from", "value"}, ...], "system"?, "tools"?}
+                  (from: human/gpt/system/function_call/observation)
     csv           a header row; columns mapped to roles (e.g. chunk_text,frame_name -> text,label)
     json          JSON array or JSONL of objects, fields mapped to roles like csv
-    dpo           JSON array or JSONL of {"prompt", "chosen", "rejected", "system"?}
+    dpo           JSON array or JSONL of {"prompt", "chosen", "rejected", "system"?}, where prompt may
+                  be a message list and chosen/rejected assistant message lists (TRL's conversational
+                  shape, also without prompt: the shared turns are the prompt), or OpenAI's preference
+                  rows {"input": {"messages"}, "preferred_output", "non_preferred_output"}
+    KTO rows (a completion with label true/false) are refused: pack writes no KTO data, and an
+    answer labelled false must never become an SFT target.
     eval_results  the eval step's results.jsonl: a {"meta"} line, then items with id,
                   messages, expected, response, passed, checks
 """
@@ -26,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jobs.common.errors import InvalidData, MissingInput
+from jobs.pack.conversations import content_text, pending_call_id, sharegpt_tools, tool_call_message
 from jobs.pack.records import Record, chat
 from jobs.pack.validate import example_problems, message_problems
 
@@ -49,6 +58,7 @@ SHAREGPT_ROLES = {
     "chatgpt": "assistant",
     "model": "assistant",
 }
+TOOL_ROLES = ("function_call", "observation")
 CSV_DELIMITERS = ",;\t|"
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -149,6 +159,18 @@ def _text(where: str, field: str, value: Any) -> str:
     raise InvalidData(f"{where}: field {field!r} is a JSON {type(value).__name__}, expected text")
 
 
+def _unknown(row: dict[str, Any], known: set[str]) -> tuple[str, ...]:
+    return tuple(sorted(str(k) for k in row if k not in known))
+
+
+def _refuse_kto(where: str, row: dict[str, Any]) -> None:
+    if isinstance(row.get("label"), bool) and "completion" in row:
+        raise InvalidData(
+            f"{where}: a KTO row (completion with label true/false); pack writes no KTO data, and an "
+            "answer labelled false must not be trained on as SFT, so the file is refused"
+        )
+
+
 def _row_id(where: str, row: dict[str, Any], fallback: str) -> str:
     value = row.get("id")
     if value is None:
@@ -214,15 +236,54 @@ def read_mapped(name: str, text: str, columns: dict[str, str], defaults: dict[st
         available = list(dict.fromkeys(key for _, row in rows for key in row))
         mapping = resolve_columns(name, available, columns)
     required = [r for r in ("instruction", "output", "text", "label") if r in mapping]
+    known = {*mapping.values(), "id", *(("history",) if defaults is not None else ())}
     records = []
     for where, row in rows:
+        _refuse_kto(where, row)
+        if _conversational_completion(row):
+            records.append(_prompt_completion_record(where, _row_id(where, row, _fallback_id(name, where)), row))
+            continue
         missing = [f"{mapping[r]!r}" for r in required if mapping[r] not in row]
         if missing:
             has = ", ".join(map(repr, row)) or "nothing"
             raise InvalidData(f"{where}: no field {', '.join(missing)}; the row has: {has}")
         values = {role: _text(where, field, row.get(field)) for role, field in mapping.items()}
-        records.append(_mapped_record(where, _row_id(where, row, _fallback_id(name, where)), values, mapping))
+        record = _mapped_record(where, _row_id(where, row, _fallback_id(name, where)), values, mapping)
+        if defaults is not None and row.get("history"):
+            record.messages[-2:-2] = _history(where, row["history"])
+        record.unknown_keys = _unknown(row, known)
+        records.append(record)
     return records
+
+
+def _history(where: str, history: Any) -> list[dict[str, str]]:
+    """Alpaca's earlier turns, [[instruction, output], ...], as user/assistant messages."""
+    if not isinstance(history, list):
+        raise InvalidData(f"{where}: 'history' must be a list of [instruction, output] pairs")
+    messages = []
+    for k, pair in enumerate(history):
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise InvalidData(f"{where}: history[{k}] must be an [instruction, output] pair")
+        messages += [
+            {"role": "user", "content": _text(where, f"history[{k}][0]", pair[0])},
+            {"role": "assistant", "content": _text(where, f"history[{k}][1]", pair[1])},
+        ]
+    return messages
+
+
+def _conversational_completion(row: dict[str, Any]) -> bool:
+    """TRL's conversational prompt/completion: both are message lists."""
+    return isinstance(row.get("prompt"), list) and isinstance(row.get("completion"), list)
+
+
+def _prompt_completion_record(where: str, row_id: str, row: dict[str, Any]) -> Record:
+    messages, image = _messages(where, row["prompt"] + row["completion"])
+    problems = example_problems({"messages": messages})
+    if problems:
+        raise InvalidData(f"{where}: {problems[0][0]}: {problems[0][1]}")
+    return _chat_record(
+        where, row_id, messages, reject=image, unknown_keys=_unknown(row, {"id", "prompt", "completion"})
+    )
 
 
 def read_csv(name: str, text: str, columns: dict[str, str]) -> list[Record]:
@@ -255,24 +316,58 @@ def read_csv(name: str, text: str, columns: dict[str, str]) -> list[Record]:
 # --- conversations -----------------------------------------------------------------------------
 
 
-def _chat_record(where: str, row_id: str, messages: list[dict[str, Any]]) -> Record:
+def _chat_record(where: str, row_id: str, messages: list[dict[str, Any]], **fields: Any) -> Record:
     if messages[-1].get("role") != "assistant":
         raise InvalidData(
             f"{where}: the conversation ends with a {messages[-1].get('role')!r} message; "
             "the last message must be the assistant's answer"
         )
-    return Record(row_id, where, messages)
+    return Record(row_id, where, messages, **fields)
+
+
+def _messages(where: str, messages: Any) -> tuple[Any, str | None]:
+    """(messages with content parts joined to text, "image_content" if a part was an image).
+    An image-only message keeps a placeholder text: the row is dropped for its image anyway."""
+    if not isinstance(messages, list):
+        return messages, None
+    out, image = [], False
+    for k, message in enumerate(messages):
+        if isinstance(message, dict) and isinstance(message.get("content"), list):
+            text, has_image = content_text(f"{where}: messages[{k}]", message["content"])
+            message, image = {**message, "content": text or ("(image)" if has_image else text)}, image or has_image
+        out.append(message)
+    return out, "image_content" if image else None
+
+
+def _tools(where: str, value: Any) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise InvalidData(f"{where}: 'tools' must be a list of tool objects")
+    return value
+
+
+OPENAI_KEYS = {"id", "messages", "tools", "parallel_tool_calls"}
 
 
 def read_openai_chat(name: str, text: str) -> list[Record]:
     records = []
     for where, row in json_rows(name, text):
+        image = None
+        if isinstance(row, dict):
+            messages, image = _messages(where, row.get("messages"))
+            row = {**row, "messages": messages}
         problems = example_problems(row)
         if problems:
             kind, message = problems[0]
             more = f" (and {len(problems) - 1} more problem(s); run ftctl validate-data)" if len(problems) > 1 else ""
             raise InvalidData(f"{where}: {kind}: {message}{more}")
-        records.append(_chat_record(where, _row_id(where, row, _fallback_id(name, where)), row["messages"]))
+        records.append(
+            _chat_record(
+                where, _row_id(where, row, _fallback_id(name, where)), row["messages"], reject=image,
+                tools=_tools(where, row.get("tools")), unknown_keys=_unknown(row, OPENAI_KEYS),
+            )
+        )
     return records
 
 
@@ -284,17 +379,35 @@ def read_sharegpt(name: str, text: str) -> list[Record]:
         if not isinstance(turns, list) or not turns:
             raise InvalidData(f"{where}: expected a non-empty 'conversations' list")
         system = _text(where, "system", row.get("system"))
-        messages = [{"role": "system", "content": system}] if system else []
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+        calls = 0
         for k, turn in enumerate(turns):
             if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
                 raise InvalidData(f"{where}: conversations[{k}] needs 'from' and 'value'")
-            role = SHAREGPT_ROLES.get(str(turn["from"]).lower())
+            source = str(turn["from"]).lower()
+            here = f"{where}: conversations[{k}]"
+            if source == "function_call":
+                messages.append(tool_call_message(here, turn["value"], calls))
+                calls += len(messages[-1]["tool_calls"])
+                continue
+            if source == "observation":
+                call_id = pending_call_id(messages)
+                if call_id is None:
+                    raise InvalidData(f"{here}: an observation must follow the function_call it answers")
+                messages.append({"role": "tool", "tool_call_id": call_id, "content": _text(here, "value", turn["value"])})
+                continue
+            role = SHAREGPT_ROLES.get(source)
             if role is None:
-                raise InvalidData(
-                    f"{where}: conversations[{k}] is from {turn['from']!r}; known: {', '.join(SHAREGPT_ROLES)}"
-                )
+                known = ", ".join([*SHAREGPT_ROLES, *TOOL_ROLES])
+                raise InvalidData(f"{here} is from {turn['from']!r}; known: {known}")
             messages.append({"role": role, "content": _text(where, f"conversations[{k}].value", turn["value"])})
-        records.append(_chat_record(where, _row_id(where, row, _fallback_id(name, where)), messages))
+        records.append(
+            _chat_record(
+                where, _row_id(where, row, _fallback_id(name, where)), messages,
+                tools=sharegpt_tools(where, row.get("tools")),
+                unknown_keys=_unknown(row, {"id", "conversations", "system", "tools"}),
+            )
+        )
     return records
 
 
@@ -302,6 +415,10 @@ def read_dpo(name: str, text: str) -> list[Record]:
     records = []
     for where, row in json_rows(name, text):
         row = _object(where, row)
+        _refuse_kto(where, row)
+        if "preferred_output" in row or isinstance(row.get("chosen"), list):
+            records.append(_preference_record(where, _row_id(where, row, _fallback_id(name, where)), row))
+            continue
         missing = [k for k in ("prompt", "chosen", "rejected") if k not in row]
         if missing:
             raise InvalidData(
@@ -313,9 +430,54 @@ def read_dpo(name: str, text: str) -> list[Record]:
             Record(
                 _row_id(where, row, _fallback_id(name, where)), where,
                 chat(values["prompt"], values["chosen"], system), rejected=values["rejected"],
+                unknown_keys=_unknown(row, {"id", "prompt", "chosen", "rejected", "system"}),
             )
         )
     return records
+
+
+def _answer(where: str, field: str, value: Any) -> dict[str, Any]:
+    """The one assistant message of a conversational chosen/rejected."""
+    if not (isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict)):
+        raise InvalidData(f"{where}: {field} must hold exactly one assistant message")
+    message = value[0]
+    if message.get("role") != "assistant" or not isinstance(message.get("content"), str):
+        raise InvalidData(f"{where}: {field} must be an assistant message with text content")
+    return message
+
+
+def _preference_record(where: str, row_id: str, row: dict[str, Any]) -> Record:
+    """Conversational (TRL) or OpenAI preference rows: prompt turns plus one chosen and one rejected answer."""
+    if "preferred_output" in row:
+        given = row.get("input")
+        if not isinstance(given, dict) or not isinstance(given.get("messages"), list):
+            raise InvalidData(f"{where}: an OpenAI preference row needs input.messages")
+        prompt, chosen, rejected = given["messages"], row["preferred_output"], row.get("non_preferred_output")
+        fields, tools = {"id", "input", "preferred_output", "non_preferred_output"}, given.get("tools")
+    else:
+        chosen, rejected, prompt = row["chosen"], row.get("rejected"), row.get("prompt")
+        if prompt is None and isinstance(rejected, list):  # implicit prompt: the turns both share
+            shared = 0
+            while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
+                shared += 1
+            prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
+        if isinstance(prompt, str):
+            prompt = [{"role": "user", "content": prompt}]
+        fields, tools = {"id", "prompt", "chosen", "rejected", "system", "tools"}, row.get("tools")
+        if row.get("system") and isinstance(prompt, list) and not (prompt and prompt[0].get("role") == "system"):
+            prompt = [{"role": "system", "content": _text(where, "system", row["system"])}, *prompt]
+    if not isinstance(prompt, list) or not prompt:
+        raise InvalidData(f"{where}: the preference row has no prompt turns")
+    messages, image = _messages(where, prompt)
+    for i, message in enumerate(messages):
+        problems = message_problems(i, message)
+        if problems:
+            raise InvalidData(f"{where}: prompt: {problems[0][0]}: {problems[0][1]}")
+    return Record(
+        row_id, where, [*messages, _answer(where, "chosen", chosen)],
+        rejected=_answer(where, "rejected", rejected)["content"],
+        reject=image, tools=_tools(where, tools), unknown_keys=_unknown(row, fields),
+    )
 
 
 def _expected_text(where: str, value: Any) -> str | None:

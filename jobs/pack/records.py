@@ -24,7 +24,9 @@ class Record:
     label: str | None = None
     label_column: str | None = None
     rejected: str | None = None
-    reject: str | None = None  # why a reader already knows the row is unusable (eval curation)
+    reject: str | None = None  # why a reader already knows the row is unusable (eval curation, images)
+    tools: list[dict[str, Any]] | None = None  # the functions the conversation may call (OpenAI shape)
+    unknown_keys: tuple[str, ...] = ()  # top-level keys the reader did not map, reported as warnings
 
     @property
     def output(self) -> str:

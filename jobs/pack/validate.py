@@ -3,7 +3,9 @@
 The per-example checks are those of OpenAI's chat fine-tuning data-prep guide:
 a line that is not a dict, missing or empty messages, a message without role or
 content, unrecognized message keys and roles, missing content, no assistant
-message, and a `weight` other than 0 or 1. File-level checks add what the
+message, and a `weight` other than 0 or 1. Tool use is OpenAI's current shape: assistant
+`tool_calls` (content may then be null), `tool` messages with their `tool_call_id`, and the
+legacy `function_call` / `function` role. File-level checks add what the
 fine-tuning API refuses as well: fewer than 10 examples and examples over a
 token limit. Tokens are estimated without a tokenizer download (see
 `approx_tokens`), so the limit check is approximate.
@@ -22,8 +24,8 @@ from typing import Any
 MIN_EXAMPLES = 10
 # OpenAI's per-example limit for gpt-3.5-turbo in its data-prep guide.
 DEFAULT_MAX_TOKENS = 16_385
-MESSAGE_KEYS = frozenset({"role", "content", "name", "function_call", "weight"})
-ROLES = ("system", "user", "assistant", "function")
+MESSAGE_KEYS = frozenset({"role", "content", "name", "function_call", "tool_calls", "tool_call_id", "weight"})
+ROLES = ("system", "user", "assistant", "function", "tool")
 # The guide's per-message and per-reply overheads of the chat format.
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
@@ -101,9 +103,12 @@ def message_problems(index: int, message: Any) -> list[tuple[str, str]]:
         )
     if "content" in message:
         content = message["content"]
-        # A function call may stand in for the text of an assistant message.
-        if not (isinstance(content, str) and content) and not (content is None and message.get("function_call")):
+        # A function or tool call may stand in for the text of an assistant message.
+        calls = message.get("function_call") or message.get("tool_calls")
+        if not (isinstance(content, str) and content) and not (content is None and calls):
             found.append(("missing_content", f"{where} has no text content (content is {content!r:.40})"))
+    if message.get("role") == "tool" and not isinstance(message.get("tool_call_id"), str):
+        found.append(("missing_tool_call_id", f"{where} is a tool result without the tool_call_id it answers"))
     if "weight" in message and not _is_weight(message["weight"]):
         found.append(("invalid_weight", f"{where} has weight {message['weight']!r}; it must be 0 or 1"))
     return found

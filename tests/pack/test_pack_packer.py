@@ -61,6 +61,7 @@ def test_alpaca_output_from_a_multi_turn_chat():
         "instruction": "What is the capital?",
         "input": "user: I am planning a trip to Germany.\nassistant: Nice, where to?",
         "output": "The capital of Germany is Berlin.",
+        "system": "Be helpful.",
     }
 
 
