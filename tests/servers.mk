@@ -17,19 +17,20 @@ $(MINIO_BIN):
 	GOBIN=$(TOOLS_DIR)/build CGO_ENABLED=0 go install github.com/minio/minio@$(MINIO_VERSION)
 	mv $(TOOLS_DIR)/build/minio $@
 
-# etcd and kube-apiserver of one pinned release for tests/cluster, from Go modules
+# etcd, kube-apiserver and kube-controller-manager of one pinned release for tests/cluster, from Go modules
 # (tests/cluster/gobuild.sh explains why `go install` alone cannot build them).
 KUBERNETES_VERSION ?= v1.34.4
 ETCD_VERSION ?= v3.6.5
 ETCD_BIN := $(TOOLS_DIR)/etcd-$(ETCD_VERSION)
-APISERVER_BIN := $(TOOLS_DIR)/kubernetes-$(KUBERNETES_VERSION)/kube-apiserver
+KUBE_DIR := $(TOOLS_DIR)/kubernetes-$(KUBERNETES_VERSION)
+KUBE_BINS := $(KUBE_DIR)/kube-apiserver $(KUBE_DIR)/kube-controller-manager
 
 .PHONY: cluster-bin
-cluster-bin: $(ETCD_BIN) $(APISERVER_BIN)
+cluster-bin: $(ETCD_BIN) $(KUBE_BINS)
 
 $(ETCD_BIN):
 	bash tests/cluster/gobuild.sh go.etcd.io/etcd/server/v3 $(ETCD_VERSION) go.etcd.io/etcd/server/v3 $@
 
-$(APISERVER_BIN):
-	bash tests/cluster/gobuild.sh k8s.io/kubernetes $(KUBERNETES_VERSION) k8s.io/kubernetes/cmd/kube-apiserver $@ \
+$(KUBE_DIR)/%:
+	bash tests/cluster/gobuild.sh k8s.io/kubernetes $(KUBERNETES_VERSION) k8s.io/kubernetes/cmd/$* $@ \
 		v0.$(patsubst v1.%,%,$(KUBERNETES_VERSION))

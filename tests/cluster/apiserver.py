@@ -1,8 +1,9 @@
-"""A real Kubernetes control plane on 127.0.0.1: etcd and kube-apiserver of one pinned release,
-built from Go modules by `make cluster-bin` (tests/cluster/gobuild.sh), with RBAC authorization,
-service-account tokens and the PodSecurity admission. No kubelet and no controller-manager: it
-proves what the emulator cannot (schema admission, the status subresource, RBAC, tokens), not
-pods."""
+"""A real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver and kube-controller-manager
+of one pinned release, built from Go modules by `make cluster-bin` (tests/cluster/gobuild.sh),
+with RBAC authorization, service-account tokens and the PodSecurity admission. The
+controller-manager runs the Job controller and the garbage collector; there is no scheduler and
+no kubelet, so pods are created and stay Pending. It proves what the emulator cannot (schema
+admission, the status subresource, RBAC, tokens, owner references collected for real)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,11 @@ ETCD_VERSION = os.environ.get("FT_ETCD_VERSION", "v3.6.5")
 SERVICE_RANGE = "10.96.0.0/24"
 
 
-def binaries() -> tuple[Path, Path] | None:
-    etcd = CACHE_BIN / f"etcd-{ETCD_VERSION}"
-    apiserver = CACHE_BIN / f"kubernetes-{KUBERNETES_VERSION}" / "kube-apiserver"
-    return (etcd, apiserver) if etcd.is_file() and apiserver.is_file() else None
+def binaries() -> tuple[Path, Path, Path] | None:
+    """etcd, kube-apiserver and kube-controller-manager, if `make cluster-bin` built them."""
+    kube = CACHE_BIN / f"kubernetes-{KUBERNETES_VERSION}"
+    found = (CACHE_BIN / f"etcd-{ETCD_VERSION}", kube / "kube-apiserver", kube / "kube-controller-manager")
+    return found if all(p.is_file() for p in found) else None
 
 
 def _signing_key(path: Path) -> None:
@@ -85,7 +87,7 @@ def _wait(what: str, check, proc: subprocess.Popen, log: Path, timeout: float) -
     raise TimeoutError(f"{what} not ready after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-def start(root: Path, etcd: Path, apiserver: Path, timeout: float = 120) -> ControlPlane:
+def start(root: Path, etcd: Path, apiserver: Path, controller_manager: Path, timeout: float = 120) -> ControlPlane:
     import ssl
     import urllib.request
 
@@ -140,9 +142,20 @@ def start(root: Path, etcd: Path, apiserver: Path, timeout: float = 120) -> Cont
                 return False
 
         _wait("kube-apiserver", api_ok, procs[1], api_log, timeout)
+        # The serving certificate the API server made for itself, CA included: clients verify it.
+        plane = ControlPlane(url, certs / "apiserver.crt", admin_token, root, procs)
+        kcm_log = root / "kube-controller-manager.log"
+        procs.append(subprocess.Popen(
+            [str(controller_manager), "--kubeconfig", str(plane.kubeconfig(root / "admin.kubeconfig")),
+             "--leader-elect=false", "--secure-port=0", "--controllers=*",
+             "--service-account-private-key-file", str(certs / "sa.key"), "--root-ca-file", str(certs / "apiserver.crt"),
+             "--concurrent-job-syncs=20", "--concurrent-gc-syncs=20"],
+            stdout=kcm_log.open("wb"), stderr=subprocess.STDOUT))
+        time.sleep(0.5)
+        if procs[2].poll() is not None:
+            raise RuntimeError(f"kube-controller-manager exited:\n{kcm_log.read_text()[-3000:]}")
     except BaseException:
         for p in procs:
             p.kill()
         raise
-    # The serving certificate the API server made for itself, CA included: clients verify it.
-    return ControlPlane(url, certs / "apiserver.crt", admin_token, root, procs)
+    return plane

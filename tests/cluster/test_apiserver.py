@@ -3,6 +3,7 @@ signed by the server, PodSecurity admission), where the emulator only approximat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -55,10 +56,7 @@ def namespace(admin, restricted: bool = True) -> str:
 
     name = f"t-{uuid.uuid4().hex[:8]}"
     labels = {"pod-security.kubernetes.io/enforce": "restricted"} if restricted else {}
-    core = client.CoreV1Api(admin)
-    core.create_namespace({"metadata": {"name": name, "labels": labels}})
-    # No controller-manager makes it: pods (even dry-run ones) need their ServiceAccount.
-    core.create_namespaced_service_account(name, {"metadata": {"name": "default"}})
+    client.CoreV1Api(admin).create_namespace({"metadata": {"name": name, "labels": labels}})
     return name
 
 
@@ -143,13 +141,9 @@ def test_the_chart_role_allows_what_the_controller_does_and_nothing_more(control
     assert refused(core.list_namespace) == 403
 
 
-def test_the_controller_creates_the_first_job_with_the_charts_rights(control_plane, admin, crd, tmp_path):
-    """The controller as the chart runs it (its ServiceAccount's token only), in a namespace that
-    enforces the restricted Pod Security level; the Job's pod template is admitted by that level
-    (a server-side dry run of a pod from it)."""
-    from kubernetes import client
-
-    ns = namespace(admin)
+@contextlib.contextmanager
+def controller(control_plane, admin, ns: str, tmp_path: Path):
+    """`python -m controller` as the chart runs it: its ServiceAccount's token only."""
     kubeconfig = control_plane.kubeconfig(tmp_path / "controller.kubeconfig", install_rbac(admin, ns))
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "FT_NAMESPACES": ns, "FT_METRICS_PORT": "0",
            "FT_LIVENESS": f"http://127.0.0.1:{free_port()}/healthz", "FT_STORE_URI": (tmp_path / "store").as_uri(),
@@ -158,11 +152,32 @@ def test_the_controller_creates_the_first_job_with_the_charts_rights(control_pla
     proc = subprocess.Popen([sys.executable, "-m", "controller", "-n", ns], cwd=ROOT, env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
+        yield proc, log
+        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def first_job(batch, ns: str, proc, log: Path):
+    def found():
+        if proc.poll() is not None:
+            pytest.fail(f"the controller exited:\n{log.read_text()[-3000:]}")
+        return batch.list_namespaced_job(ns).items
+
+    return wait_for("the pack Job", found, timeout=90)[0]
+
+
+def test_the_controller_creates_the_first_job_with_the_charts_rights(control_plane, admin, crd, tmp_path):
+    """In a namespace that enforces the restricted Pod Security level, the Job's pod template is
+    admitted by that level (a server-side dry run of a pod from it)."""
+    from kubernetes import client
+
+    ns = namespace(admin)
+    with controller(control_plane, admin, ns, tmp_path) as (proc, log):
         runs, batch = client.CustomObjectsApi(admin), client.BatchV1Api(admin)
         run = runs.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, a_run("first"))
-        jobs = wait_for("the pack Job", lambda: batch.list_namespaced_job(ns).items or (
-            proc.poll() is not None and pytest.fail(log.read_text()[-3000:])), timeout=90)
-        job = jobs[0]
+        job = first_job(batch, ns, proc, log)
         assert [o.uid for o in job.metadata.owner_references] == [run["metadata"]["uid"]]
         status = wait_for("the run's status", lambda: runs.get_namespaced_custom_object(
             GROUP, VERSION, ns, PLURAL, "first").get("status", {}).get("steps"), timeout=60)
@@ -170,6 +185,9 @@ def test_the_controller_creates_the_first_job_with_the_charts_rights(control_pla
         template = admin.sanitize_for_serialization(job.spec.template)
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dry-run"}, "spec": template["spec"]}
         core = client.CoreV1Api(admin)
+        # Pods need their ServiceAccount, which the controller-manager makes.
+        wait_for("the default ServiceAccount", lambda: core.list_namespaced_service_account(
+            ns, field_selector="metadata.name=default").items)
         core.create_namespaced_pod(ns, pod, dry_run="All")  # 403 if PodSecurity refused it
         # The same pod less its security context is refused: the level is really enforced here.
         for container in pod["spec"]["containers"]:
@@ -177,7 +195,23 @@ def test_the_controller_creates_the_first_job_with_the_charts_rights(control_pla
         with pytest.raises(client.exceptions.ApiException) as refused:
             core.create_namespaced_pod(ns, pod, dry_run="All")
         assert refused.value.status == 403 and "restricted" in refused.value.body
-        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+
+
+def test_deleting_a_run_lets_the_garbage_collector_remove_its_jobs_and_pods(control_plane, admin, crd, tmp_path):
+    from kubernetes import client
+
+    ns = namespace(admin)
+    with controller(control_plane, admin, ns, tmp_path) as (proc, log):
+        runs, batch, core = client.CustomObjectsApi(admin), client.BatchV1Api(admin), client.CoreV1Api(admin)
+        runs.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, a_run("doomed"))
+        job = first_job(batch, ns, proc, log)
+        # The real Job controller makes the step's pod (Pending: this cluster has no nodes).
+        pod = wait_for("the Job's pod", lambda: core.list_namespaced_pod(
+            ns, label_selector=f"batch.kubernetes.io/job-name={job.metadata.name}").items, timeout=90)[0]
+        assert pod.metadata.owner_references[0].uid == job.metadata.uid
+        runs.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "doomed",
+                                             body={"propagationPolicy": "Background"})
+        wait_for("the run to go", lambda: not runs.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"],
+                 timeout=60)
+        wait_for("the garbage collector to remove the Job and its pod", lambda: not batch.list_namespaced_job(ns).items
+                 and not core.list_namespaced_pod(ns).items, timeout=120)
