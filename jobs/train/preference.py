@@ -74,7 +74,8 @@ def train(session: Session, plan: DpoPlan) -> StepResult:
     cfg = session.cfg
     config_class, trainer_class = trainer_classes(cfg.method)
     model, _ = load_causal_lm(plan.base_dir, quantize_4bit=cfg.quantization == "4bit")
-    args = config_class(**session.trainer_args(), beta=cfg.beta, max_length=cfg.max_length)
+    selection = session.select_best(plan.val is not None)
+    args = config_class(**session.trainer_args(**selection), beta=cfg.beta, max_length=cfg.max_length)
     trainer = trainer_class(
         model=model,
         args=args,
@@ -82,9 +83,10 @@ def train(session: Session, plan: DpoPlan) -> StepResult:
         eval_dataset=plan.val,
         processing_class=plan.tokenizer,
         peft_config=lora_config(cfg.lora, "CAUSAL_LM") if cfg.lora else None,
-        callbacks=session.callbacks(),
+        callbacks=session.callbacks(selection),
     )
     figures = session.fit(trainer)
+    figures.update(session.selection_figures(trainer, selection))
     if plan.val is not None:
         evaluated = trainer.evaluate()  # also logged to metrics.jsonl
         figures["evalLoss"] = round(evaluated["eval_loss"], 4)

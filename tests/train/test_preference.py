@@ -27,6 +27,7 @@ def test_orpo_on_pairs_logs_the_preference_figures(make_run, tiny_llama):
     manifest = run.execute()
     m = manifest["metrics"]
     assert m["steps"] == 1 and "evalRewardAccuracy" in m and "evalLoss" in m
+    assert m["bestMetric"] == "eval_loss" and m["earlyStopped"] is False  # DPO's model selection
     assert "adapter/adapter_model.safetensors" in {f["path"] for f in manifest["files"]}
     records = [r for r in run.metrics() if "loss" in r]
     assert all({"rewards/margins", "log_odds_ratio"} <= r.keys() for r in records)
