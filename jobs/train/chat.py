@@ -10,6 +10,9 @@ Two ways to find those tokens:
   by rendering the conversation up to it: the text after the rendered prefix with the generation
   prompt, up to and including the end-of-turn marker, is that message. Token offsets turn the
   character span into a token mask.
+
+An assistant message with `weight: 0` (OpenAI's chat format) is never trained on, whichever loss
+is chosen: such conversations are masked by rendering prefixes, which locates every message.
 """
 
 from __future__ import annotations
@@ -39,6 +42,17 @@ def ensure_chat_template(tokenizer: Any) -> None:
 
 
 def chat_encoder(tokenizer: Any, assistant_only: bool) -> Encoder:
+    encode = _encoder(tokenizer, assistant_only)
+
+    def encoder(messages: list[dict[str, Any]]) -> Encoded:
+        if any(m.get("weight") == 0 for m in messages):
+            return _masked_by_prefixes(tokenizer, messages, only_assistant=assistant_only)
+        return encode(messages)
+
+    return encoder
+
+
+def _encoder(tokenizer: Any, assistant_only: bool) -> Encoder:
     if not assistant_only:
         return lambda messages: _all_tokens(tokenizer, messages)
     template = _marked_template(tokenizer)
@@ -81,9 +95,10 @@ def _masked_by_markers(tokenizer: Any, template: str, messages: list[dict[str, s
     return {"input_ids": list(out["input_ids"]), "assistant_masks": list(out["assistant_masks"])}
 
 
-def _masked_by_prefixes(tokenizer: Any, messages: list[dict[str, str]]) -> Encoded:
+def _masked_by_prefixes(tokenizer: Any, messages: list[dict[str, Any]], only_assistant: bool = True) -> Encoded:
+    """Trained: the assistant messages (every token when not `only_assistant`), less those of weight 0."""
     text = _render(tokenizer, messages)
-    spans = []
+    spans, unweighted = [], []
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
@@ -95,10 +110,14 @@ def _masked_by_prefixes(tokenizer: Any, messages: list[dict[str, str]]) -> Encod
                 "as the conversation grows, so assistant tokens cannot be located; set assistantOnlyLoss: false"
             )
         # The message runs through its end-of-turn marker; whitespace after the marker belongs to no one.
-        spans.append((len(before), len(through.rstrip())))
+        (unweighted if message.get("weight") == 0 else spans).append((len(before), len(through.rstrip())))
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+
+    def within(start: int, end: int, found: list[tuple[int, int]]) -> bool:
+        return end > start and any(lo <= start and end <= hi for lo, hi in found)
+
     mask = [
-        int(end > start and any(lo <= start and end <= hi for lo, hi in spans))
+        int((within(start, end, spans) or not only_assistant) and not within(start, end, unweighted))
         for start, end in encoded["offset_mapping"]
     ]
     return {"input_ids": list(encoded["input_ids"]), "assistant_masks": mask}

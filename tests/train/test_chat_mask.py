@@ -85,3 +85,18 @@ def test_model_without_template_gets_plain_headers_and_eos(tokenizer):
     assert bare.chat_template == FALLBACK_TEMPLATE
     got = pieces(bare, chat_encoder(bare, assistant_only=True)(CONVERSATION[1:3]))
     assert [t for t, m in got if m][-1] == bare.eos_token
+
+
+@pytest.mark.parametrize("assistant_only", [True, False])
+def test_a_weight_zero_answer_is_never_trained(tokenizer, assistant_only):
+    weighted = [*CONVERSATION[:2], {**CONVERSATION[2], "weight": 0}, *CONVERSATION[3:]]
+    got = pieces(tokenizer, chat_encoder(tokenizer, assistant_only=assistant_only)(weighted))
+    assert "".join(t for t, _ in got) == tokenizer.apply_chat_template(CONVERSATION, tokenize=False)
+    trained = [t for t, m in got if m]
+    start = [t for t, _ in got].index("It")
+    assert [t for t, _ in got[start : start + 6]] == ["It", " is", " ", "4", ".", "<|im_end|>"]
+    assert all(m == 0 for _, m in got[start : start + 6])
+    if assistant_only:
+        assert trained == ["6", "<|im_end|>"]
+    else:
+        assert "6" in trained and "And" in trained and "system" in trained  # every other token is still trained
