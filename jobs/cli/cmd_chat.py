@@ -84,7 +84,7 @@ def open_chat_backend(ctx: Any, args: argparse.Namespace) -> tuple[Any, str]:
         raise InvalidInput(f"run {ctx.name} trained a classifier; chat needs a generative model")
     from jobs.common.backends.hf import HFBackend, load_hf_backend
     from jobs.common.modelload import base_model_dir, load_causal_lm
-    from jobs.evaluate.run import train_output
+    from jobs.common.handoff import train_output
 
     name = ctx.spec.model.name or ctx.spec.model.location
     if args.base:

@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     bad = 0
-    overrides = [a for a in args.files if "=" in a and not Path(a).exists()]
-    for path in (Path(a) for a in args.files if a not in overrides):
+    given = [str(a) for a in args.files]
+    overrides = [a for a in given if "=" in a and not Path(a).exists()]
+    for path in (Path(a) for a in given if a not in overrides):
         try:
             ftr = load_run(path, overrides=overrides)
         except InvalidSpec as err:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.common.errors import MissingInput
+from jobs.common.handoff import train_output
 from jobs.common.stepctx import StepContext
 from jobs.evaluate.metrics import classification_metrics
 from jobs.evaluate.testset import Example
@@ -76,7 +77,6 @@ def _side(predictions: list[tuple[int, float | None]], examples: list[Example], 
 
 def classification(ctx: StepContext, examples: list[Example]) -> dict[str, Any]:
     from jobs.common.modelload import base_model_dir, load_tokenizer
-    from jobs.evaluate.run import train_output
 
     kind, folder = train_output(ctx)
     labels = read_labels(ctx)

@@ -21,8 +21,9 @@ from typing import Any, Callable
 
 from jobs.common.backends.hf import HFBackend
 from jobs.common.checks import DEFAULT_CHECKS, run_checks
-from jobs.common.errors import GateNotMet, InvalidSpec, MissingInput
+from jobs.common.errors import GateNotMet, InvalidSpec
 from jobs.common.gate import evaluate_gate, parse_gate
+from jobs.common.handoff import train_output
 from jobs.common.spec import Check, Decoding
 from jobs.common.stepctx import StepContext, StepResult
 from jobs.evaluate import report
@@ -42,19 +43,6 @@ OUTPUTS = {
     "predictionsJsonl": "predictions.jsonl",
     "chart": "metrics.png",
 }
-
-
-def train_output(ctx: StepContext) -> tuple[str, Path]:
-    """("adapter" | "model", local folder) of the train step's result."""
-    manifest = ctx.input_manifest("train")
-    paths = {f["path"] for f in manifest["files"]}
-    for kind, marker in (("adapter", "adapter/adapter_config.json"), ("model", "model/config.json")):
-        if marker in paths:
-            return kind, ctx.input_dir("train", only=kind) / kind
-    raise MissingInput(
-        "the train step's output has no adapter (adapter/adapter_config.json) and no model "
-        "(model/config.json): nothing to evaluate; re-run the train step"
-    )
 
 
 def answer(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.common.errors import InvalidData, MissingInput
+from jobs.common.handoff import chat_messages
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,6 @@ class Example:
 
 def to_example(row: dict, fmt: str, where: str) -> Example:
     """The prompt and reference answer, rendered as the train step renders the row."""
-    from jobs.train.data import chat_messages
-
     try:
         if fmt in ("openai_chat", "alpaca"):
             messages = chat_messages(row, where)

@@ -17,7 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from jobs.common.errors import InvalidData, InvalidInput, InvalidSpec, MissingInput
+from jobs.common.errors import InvalidData, InvalidInput, InvalidSpec
+from jobs.common.handoff import train_output
 from jobs.common.stepctx import StepContext, StepResult
 from jobs.gguf import convert, merge, modelfile, quantize, smoke
 
@@ -42,20 +43,6 @@ def check_disk(folder: Path, size: int, factor: int = DISK_FACTOR) -> None:
             "give the step more scratch space (FT_SCRATCH; in a cluster the chart's steps.scratchSizeLimit)",
             code="InsufficientDisk",
         )
-
-
-def train_source(ctx: StepContext) -> tuple[str, Path]:
-    """("adapter", dir) or ("model", dir) from the train step's committed output."""
-    outputs = ctx.input_manifest("train").get("outputs", {})
-    kind = next((k for k in ("adapter", "model") if k in outputs), None)
-    if kind is None:
-        raise MissingInput("the train step's output has neither an adapter nor a model (outputs: "
-                           f"{sorted(outputs)}); re-run train")
-    folder = outputs[kind].rstrip("/")
-    path = ctx.input_dir("train", only=folder) / folder  # not the checkpoints beside it
-    if not path.is_dir():
-        raise MissingInput(f"the train step's {kind} folder {outputs[kind]!r} is missing from its output")
-    return kind, path
 
 
 def smoke_cases(ctx: StepContext, limit: int) -> list[dict[str, Any]]:
@@ -99,7 +86,7 @@ def build_modelfile(ctx: StepContext, tokenizer_dir: Path, files: list[str]) -> 
 
 def run_step(ctx: StepContext) -> StepResult:
     cfg = ctx.config
-    kind, source = train_source(ctx)
+    kind, source = train_output(ctx)
     llama_dir = convert.converter_dir()
     quantize.require_llama_cpp()
     if kind == "adapter":

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jobs.common.handoff import chat_messages
 from jobs.gguf.cpus import usable_cpus
 from jobs.gguf.quantize import require_llama_cpp
 
@@ -39,8 +40,6 @@ def readback(path: Path) -> dict[str, Any]:
 
 def smoke_cases(rows: list[dict[str, Any]], fmt: str, limit: int) -> list[dict[str, Any]]:
     """Prompts (the conversation before the last answer) and expected answers from pack's test rows."""
-    from jobs.train.data import chat_messages
-
     cases = []
     for n, row in enumerate(rows, start=1):
         if fmt == "dpo":

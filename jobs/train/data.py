@@ -82,23 +82,3 @@ def require_batch(train: Split, batch_size: int) -> None:
             f"pack/train.jsonl has {len(train)} example(s), fewer than one batch "
             f"(steps.train.batchSize = {batch_size}); add data or lower batchSize"
         )
-
-
-def chat_messages(row: dict[str, Any], where: str) -> list[dict[str, str]]:
-    """The conversation of an openai_chat or alpaca row."""
-    if "messages" in row:
-        messages = row["messages"]
-        ok = isinstance(messages, list) and all(
-            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-            for m in messages
-        )
-        if not ok:
-            raise InvalidData(f"{where}: messages must be a list of {{role, content}} objects with string values")
-    elif isinstance(row.get("instruction"), str) and isinstance(row.get("output"), str):
-        prompt = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": row["output"]}]
-    else:
-        raise InvalidData(f"{where}: expected messages (openai_chat) or instruction/output (alpaca)")
-    if not any(m["role"] == "assistant" for m in messages):
-        raise InvalidData(f"{where}: no assistant message to learn from")
-    return messages

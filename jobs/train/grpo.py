@@ -22,7 +22,8 @@ from jobs.common.stepctx import StepResult
 from jobs.common.tracking import plot_reward
 from jobs.train.adapters import check_target_modules, lora_config
 from jobs.train.chat import ensure_chat_template
-from jobs.train.data import Split, Splits, chat_messages
+from jobs.common.handoff import chat_messages
+from jobs.train.data import Split, Splits
 from jobs.train.session import Session
 
 

@@ -20,7 +20,8 @@ from jobs.common.spec import TrainStep
 from jobs.common.stepctx import StepResult
 from jobs.train.adapters import check_target_modules, lora_config
 from jobs.train.chat import chat_encoder, ensure_chat_template
-from jobs.train.data import Split, Splits, chat_messages
+from jobs.common.handoff import chat_messages
+from jobs.train.data import Split, Splits
 from jobs.train.packed_rows import train_packed_rows
 from jobs.train.session import Session
 

@@ -85,7 +85,9 @@ def commit(store: Any, run: str, step: str, files: dict[str, Path]) -> None:
             writer.add_dir(rel, local)
         else:
             writer.add_file(rel, local)
-    writer.commit(input_key=f"test-{step}", code_version="test")
+    # as the train step names its weights: {"adapter": "adapter/"} or {"model": "model/"}
+    outputs = {rel: f"{rel}/" for rel in files if rel in ("adapter", "model")}
+    writer.commit(input_key=f"test-{step}", code_version="test", outputs=outputs)
 
 
 def evaluate_spec(model_dir: Path, evaluate: dict[str, Any], fmt: str = "openai_chat", method: str = "sft") -> dict[str, Any]:

@@ -51,10 +51,12 @@ def test_code_version_changes_with_imported_code_only(tree):
     assert cachekey.code_version("s1") != before
 
 
-def test_real_steps_hash_what_they_import():
-    closure = {p.relative_to(codeclosure.ROOT).as_posix() for p in codeclosure.closure("pack")}
-    assert "pack/run.py" in closure and "common/stepctx.py" in closure
-    assert not any(p.startswith(("train/", "evaluate/")) for p in closure)
+@pytest.mark.parametrize("step", ["eval", "pack", "train", "evaluate", "gguf"])
+def test_no_step_imports_another_step(step):
+    closure = {p.relative_to(codeclosure.ROOT).as_posix() for p in codeclosure.closure(step)}
+    assert f"{step}/run.py" in closure and "common/stepctx.py" in closure
+    others = {p.split("/")[0] for p in closure if "/" in p} - {step, "common"}
+    assert others == set(), f"jobs.{step} imports {others}; what steps share belongs in jobs/common"
 
 
 def test_s3_inputs_are_fingerprinted_by_etag_and_size(monkeypatch):

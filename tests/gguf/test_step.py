@@ -49,7 +49,7 @@ def test_model_size_counts_weight_files(tiny_llama):
 
 def test_missing_adapter_fails_before_any_work(gguf_run, tiny_llama):
     store = gguf_run(tiny_llama, outputs={"lossPlot": "loss.png"})
-    with pytest.raises(MissingInput, match="neither an adapter nor a model"):
+    with pytest.raises(MissingInput, match="output has no adapter and no model"):
         execute("gguf", run_step)
     assert artifacts.read_manifest(store, "default", "tiny", "gguf") is None
 

@@ -1,0 +1,49 @@
+"""What one step hands the next, read in one place so that no step imports another: a packed
+row as the conversation every step renders it, and the train step's trained weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jobs.common.errors import InvalidData, MissingInput
+
+if TYPE_CHECKING:
+    from jobs.common.stepctx import StepContext
+
+
+def chat_messages(row: dict[str, Any], where: str) -> list[dict[str, str]]:
+    """The conversation of an openai_chat or alpaca row."""
+    if "messages" in row:
+        messages = row["messages"]
+        ok = isinstance(messages, list) and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in messages
+        )
+        if not ok:
+            raise InvalidData(f"{where}: messages must be a list of {{role, content}} objects with string values")
+    elif isinstance(row.get("instruction"), str) and isinstance(row.get("output"), str):
+        prompt = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": row["output"]}]
+    else:
+        raise InvalidData(f"{where}: expected messages (openai_chat) or instruction/output (alpaca)")
+    if not any(m["role"] == "assistant" for m in messages):
+        raise InvalidData(f"{where}: no assistant message to learn from")
+    return messages
+
+
+def train_output(ctx: StepContext) -> tuple[str, Path]:
+    """("adapter" | "model", local folder) named by the train step's manifest outputs; only that
+    folder is fetched, not the checkpoints beside it."""
+    outputs = ctx.input_manifest("train").get("outputs", {})
+    kind = next((k for k in ("adapter", "model") if k in outputs), None)
+    if kind is None:
+        raise MissingInput(
+            f"the train step's output has no adapter and no model (outputs: {sorted(outputs)}): "
+            "re-run the train step"
+        )
+    folder = outputs[kind].rstrip("/")
+    path = ctx.input_dir("train", only=folder) / folder
+    if not path.is_dir():
+        raise MissingInput(f"the train step's {kind} folder {outputs[kind]!r} is missing from its output")
+    return kind, path
