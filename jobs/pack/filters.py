@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from jobs.pack.conversations import uses_tools
 from jobs.pack.records import Record
-from jobs.pack.validate import approx_tokens, chat_tokens, example_problems
+from jobs.pack.tokens import count_tokens
+from jobs.pack.validate import chat_tokens, example_problems
 
 REASONS = {
     "not_passed": "the eval item did not pass its checks (curate: passed)",
@@ -15,7 +16,7 @@ REASONS = {
     "empty_prompt": "no prompt text",
     "empty_output": "no answer text",
     "short_output": "answer shorter than minOutputChars",
-    "too_long": "over maxTokens (estimated)",
+    "too_long": "over maxTokens (cl100k_base tokens)",
     "duplicate": "same normalized instruction as an earlier row",
     "near_duplicate": "token Jaccard with an earlier row >= nearDupThreshold",
 }
@@ -46,7 +47,7 @@ def _over_limit(record: Record, max_tokens: int) -> bool:
     texts = [v for m in record.messages for v in m.values() if isinstance(v, str)]
     if record.rejected:
         texts.append(record.rejected)
-    # The estimate never counts more tokens than characters, so most rows need no counting.
-    if sum(map(len, texts)) + 4 * len(record.messages) + 3 <= max_tokens:
+    # A token holds at least one UTF-8 byte, so most rows need no counting.
+    if sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) + 4 * len(record.messages) + 3 <= max_tokens:
         return False
-    return chat_tokens(record.messages) + (approx_tokens(record.rejected) if record.rejected else 0) > max_tokens
+    return chat_tokens(record.messages) + (count_tokens(record.rejected) if record.rejected else 0) > max_tokens

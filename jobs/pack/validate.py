@@ -7,8 +7,8 @@ message, and a `weight` other than 0 or 1. Tool use is OpenAI's current shape: a
 `tool_calls` (content may then be null), `tool` messages with their `tool_call_id`, and the
 legacy `function_call` / `function` role. File-level checks add what the
 fine-tuning API refuses as well: fewer than 10 examples and examples over a
-token limit. Tokens are estimated without a tokenizer download (see
-`approx_tokens`), so the limit check is approximate.
+token limit. Tokens are counted with cl100k_base (see jobs.pack.tokens), with no
+download; without that tokenizer the count is an upper bound, never an under-count.
 
 Everything here is pure: bytes in, problems out.
 """
@@ -16,10 +16,11 @@ Everything here is pure: bytes in, problems out.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+from jobs.pack.tokens import count_tokens, tokenizer_name
 
 MIN_EXAMPLES = 10
 # OpenAI's per-example limit for gpt-3.5-turbo in its data-prep guide.
@@ -31,19 +32,6 @@ TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 TOKENS_PER_REPLY = 3
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-# Close to cl100k on ordinary text: a CJK character is about one token, a word of up
-# to 6 letters is one (longer words count one per 6 letters: rare long words split
-# into pieces, common ones do not, so this errs high), digits go in groups of 3,
-# and every punctuation mark is one.
-_TOKEN_PIECES = re.compile(rf"[{_CJK}]|\d{{1,3}}|[^\W\d{_CJK}]{{1,6}}|[^\w\s]")
-
-
-def approx_tokens(text: str) -> int:
-    """An estimate of a BPE tokenizer's count, erring on the high side."""
-    return len(_TOKEN_PIECES.findall(text))
-
-
 def chat_tokens(messages: list[dict[str, Any]]) -> int:
     """Tokens of a conversation, counted the way the data-prep guide does."""
     total = TOKENS_PER_REPLY
@@ -51,7 +39,7 @@ def chat_tokens(messages: list[dict[str, Any]]) -> int:
         total += TOKENS_PER_MESSAGE
         for key, value in message.items():
             if isinstance(value, str):
-                total += approx_tokens(value)
+                total += count_tokens(value)
             if key == "name":
                 total += TOKENS_PER_NAME
     return total
@@ -170,7 +158,7 @@ def _line_problems(raw: bytes, number: int, max_tokens: int) -> list[Problem]:
         tokens = chat_tokens(example["messages"])
         if tokens > max_tokens:
             found.append(
-                Problem(number, "too_long", f"about {tokens} tokens, over the limit of {max_tokens}")
+                Problem(number, "too_long", f"{tokens} tokens ({tokenizer_name()}), over the limit of {max_tokens}")
             )
     return found
 

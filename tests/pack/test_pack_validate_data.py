@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from jobs.cli import cmd_validate_data
 from jobs.common.errors import MissingInput
-from jobs.pack.validate import approx_tokens, chat_tokens, validate_chat_jsonl
+from jobs.pack import tokens
+from jobs.pack.tokens import count_tokens
+from jobs.pack.validate import chat_tokens, validate_chat_jsonl
 
 GOOD = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"},
                      {"role": "assistant", "content": "Hello!", "weight": 1}]}
@@ -102,20 +104,27 @@ def test_a_clean_file_with_crlf_and_bom_passes():
     assert validate_chat_jsonl(data).ok
 
 
-def test_token_estimate():
-    assert approx_tokens("") == 0
-    assert approx_tokens("Hello, world!") == 4
-    assert approx_tokens("The quick brown fox jumps over the lazy dog.") == 10
-    assert approx_tokens("我们今天去公园") == 7
-    assert approx_tokens("It costs 1234567 euros") == 6
-    assert approx_tokens("internationalization") == 4
+def test_token_counts_are_cl100k_with_no_download():
+    assert tokens.tokenizer_name() == "cl100k_base"
+    assert count_tokens("") == 0
+    assert count_tokens("Hello, world!") == 4
+    assert count_tokens("The quick brown fox jumps over the lazy dog.") == 10
+    # CJK and Gujarati take more tokens than characters: counting characters under-counted them
+    assert count_tokens("太阳，柠檬，向日葵。") == 16
+    assert count_tokens("નમસ્તે, તમે કેમ છો?") > len("નમસ્તે, તમે કેમ છો?")
+    assert count_tokens("<|endoftext|>") == 7  # special-token text in data is plain text
     # the data-prep guide's overheads: 3 per message, 3 for the reply
-    assert chat_tokens([{"role": "user", "content": "Hi"}]) == 3 + 3 + approx_tokens("user") + approx_tokens("Hi")
+    assert chat_tokens([{"role": "user", "content": "Hi"}]) == 3 + 3 + count_tokens("user") + count_tokens("Hi")
+
+
+def test_without_the_tokenizer_the_count_is_an_upper_bound(monkeypatch):
+    monkeypatch.setattr(tokens, "_encoding", lambda: None)
+    assert count_tokens("太阳，柠檬，向日葵。") == 30 and "upper bound" in tokens.tokenizer_name()
 
 
 @given(st.text())
-def test_token_estimate_never_exceeds_the_character_count(text):
-    assert approx_tokens(text) <= len(text)
+def test_a_token_count_never_exceeds_the_utf8_length(text):
+    assert count_tokens(text) <= len(text.encode("utf-8", "surrogatepass"))
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -162,3 +171,10 @@ def test_command_is_registered_in_ftctl():
     from jobs.cli.main import COMMANDS
 
     assert "jobs.cli.cmd_validate_data" in COMMANDS
+
+
+def test_a_long_chinese_example_over_the_limit_is_too_long():
+    answer = "太阳，柠檬，向日葵。" * 1100  # 11,000 characters, 17,600 tokens
+    line = json.dumps({"messages": [{"role": "user", "content": "列举黄色的东西"}, {"role": "assistant", "content": answer}]})
+    result = validate_chat_jsonl("\n".join([line] + [g.decode() for g in good_lines(10)]).encode())
+    assert [(p.line, p.kind) for p in result.problems] == [(1, "too_long")]
