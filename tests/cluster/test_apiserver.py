@@ -4,6 +4,7 @@ signed by the server, PodSecurity admission), where the emulator only approximat
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -110,7 +111,11 @@ def install_rbac(admin, ns: str) -> str:
         objs = objects(chart.render({}, name="ft", namespace=ns, is_install=True))
     for obj in objs:
         if obj["kind"] in ("ServiceAccount", "Role", "RoleBinding"):
-            utils.create_from_dict(admin, obj, namespace=ns)
+            try:
+                utils.create_from_dict(admin, obj, namespace=ns)
+            except utils.FailToCreateError as err:  # installed already: a second controller in `ns`
+                if any(e.status != 409 for e in err.api_exceptions):
+                    raise
     sa = next(o for o in objs if o["kind"] == "ServiceAccount")["metadata"]["name"]
     token = client.CoreV1Api(admin).create_namespaced_service_account_token(
         sa, ns, {"spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 3600}})
@@ -149,7 +154,7 @@ def controller(control_plane, admin, ns: str, tmp_path: Path):
            "FT_LIVENESS": f"http://127.0.0.1:{free_port()}/healthz", "FT_STORE_URI": (tmp_path / "store").as_uri(),
            "FT_IMAGE": "finetune-operator/step:test"}
     log = tmp_path / "controller.log"
-    proc = subprocess.Popen([sys.executable, "-m", "controller", "-n", ns], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "controller", "-n", ns, "--verbose"], cwd=ROOT, env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
         yield proc, log
@@ -215,3 +220,56 @@ def test_deleting_a_run_lets_the_garbage_collector_remove_its_jobs_and_pods(cont
                  timeout=60)
         wait_for("the garbage collector to remove the Job and its pod", lambda: not batch.list_namespaced_job(ns).items
                  and not core.list_namespaced_pod(ns).items, timeout=120)
+
+
+def fail_pod(core, ns: str, pod, exit_code: int, line: dict) -> None:
+    """What a kubelet reports for a container that exited: the Job controller takes it from here."""
+    container = pod.spec.containers[0]
+    core.patch_namespaced_pod_status(pod.metadata.name, ns, {"status": {"phase": "Failed", "containerStatuses": [{
+        "name": container.name, "image": container.image, "imageID": "", "ready": False, "restartCount": 0,
+        "state": {"terminated": {"exitCode": exit_code, "reason": "Error", "message": json.dumps(line)}},
+    }]}})
+
+
+def test_a_step_exiting_2_fails_the_job_by_its_pod_failure_policy_and_the_run_names_the_step(
+        control_plane, admin, crd, tmp_path):
+    from kubernetes import client
+
+    ns = namespace(admin)
+    with controller(control_plane, admin, ns, tmp_path) as (proc, log):
+        runs, batch, core = client.CustomObjectsApi(admin), client.BatchV1Api(admin), client.CoreV1Api(admin)
+        runs.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, a_run("bad-data"))
+        job = first_job(batch, ns, proc, log)
+        pod = wait_for("the Job's pod", lambda: core.list_namespaced_pod(
+            ns, label_selector=f"batch.kubernetes.io/job-name={job.metadata.name}").items, timeout=90)[0]
+        fail_pod(core, ns, pod, 2, {"type": "error", "step": "pack", "code": "InvalidData",
+                                    "message": "data/qa.jsonl line 3: no assistant turn"})
+        failed = wait_for("the Job to fail", lambda: [c for c in (batch.read_namespaced_job(
+            job.metadata.name, ns).status.conditions or []) if c.type == "Failed" and c.status == "True"], timeout=90)
+        assert failed[0].reason == "PodFailurePolicy"  # FailJob at once: no second pod
+        assert len(core.list_namespaced_pod(ns).items) == 1
+        status = wait_for("the run to fail", lambda: (s := runs.get_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, "bad-data").get("status", {})).get("phase") == "Failed" and s, timeout=60)
+        assert status["error"]["step"] == "pack" and status["error"]["code"] == "InvalidData"
+        assert "line 3" in status["error"]["message"]
+
+
+def test_a_restarted_controller_adopts_the_running_job_instead_of_creating_another(control_plane, admin, crd, tmp_path):
+    import signal
+
+    from kubernetes import client
+
+    ns = namespace(admin)
+    runs, batch = client.CustomObjectsApi(admin), client.BatchV1Api(admin)
+    (tmp_path / "a").mkdir()
+    with controller(control_plane, admin, ns, tmp_path / "a") as (proc, log):
+        runs.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, a_run("survivor"))
+        job = first_job(batch, ns, proc, log)
+        proc.send_signal(signal.SIGKILL)  # no shutdown: as when its pod is deleted or its node dies
+        proc.wait(timeout=30)
+    (tmp_path / "b").mkdir()
+    with controller(control_plane, admin, ns, tmp_path / "b") as (proc, log):
+        # Debug logging names the run once the new controller has handled it.
+        wait_for("the new controller to handle the run", lambda: "survivor" in log.read_text(), timeout=90)
+        time.sleep(3)  # and a little longer, for anything it would still create
+        assert [j.metadata.uid for j in batch.list_namespaced_job(ns).items] == [job.metadata.uid]
