@@ -1,7 +1,8 @@
-"""ftctl validate-data FILE: check an OpenAI chat fine-tuning JSONL file.
+"""ftctl validate-data TRAIN... [--val VAL...]: check OpenAI chat fine-tuning JSONL files.
 
 Prints each problem as `FILE:LINE: kind: message`, then a count per kind, and
-exits non-zero when there is any problem.
+exits non-zero when any file has a problem. The 10-example minimum applies to
+training files only.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ def _positive(value: str) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "validate-data",
-        help="check an OpenAI chat fine-tuning JSONL file",
-        description="Check a chat fine-tuning file against OpenAI's data-prep checklist, at least "
-        "10 examples and a per-example token limit (tokens are estimated).",
+        help="check OpenAI chat fine-tuning JSONL files",
+        description="Check chat fine-tuning files against OpenAI's data-prep checklist, at least "
+        "10 examples per training file and a per-example token limit (cl100k_base tokens).",
     )
-    parser.add_argument("file", type=Path, help="JSONL file, one {\"messages\": [...]} per line")
+    parser.add_argument("files", type=Path, nargs="+", help="training JSONL files, one {\"messages\": [...]} per line")
+    parser.add_argument(
+        "--val", type=Path, action="append", default=[], help="a validation file (repeatable; no minimum size)"
+    )
     parser.add_argument(
         "--max-tokens", type=_positive, default=DEFAULT_MAX_TOKENS,
         help=f"token limit per example (default {DEFAULT_MAX_TOKENS})",
@@ -40,8 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    name = str(args.file)
-    result = validate_chat_jsonl(read_file(args.file, name), args.max_tokens)
-    for line in format_report(name, result):
-        print(line)
-    return 0 if result.ok else EXIT_INVALID
+    ok = True
+    for path, training in [*((p, True) for p in args.files), *((p, False) for p in args.val)]:
+        name = str(path)
+        result = validate_chat_jsonl(read_file(path, name), args.max_tokens, training=training)
+        for line in format_report(name, result):
+            print(line)
+        ok = ok and result.ok
+    return 0 if ok else EXIT_INVALID

@@ -121,8 +121,9 @@ def example_problems(example: Any) -> list[tuple[str, str]]:
     return found
 
 
-def validate_chat_jsonl(data: bytes, max_tokens: int = DEFAULT_MAX_TOKENS) -> Validation:
-    """All problems of a chat fine-tuning file, each with its 1-based line number."""
+def validate_chat_jsonl(data: bytes, max_tokens: int = DEFAULT_MAX_TOKENS, training: bool = True) -> Validation:
+    """All problems of a chat fine-tuning file, each with its 1-based line number. The minimum
+    number of examples is a rule for training files only, not for validation files."""
     result = Validation()
     lines = data.split(b"\n")
     if lines and not lines[-1].strip():
@@ -131,7 +132,7 @@ def validate_chat_jsonl(data: bytes, max_tokens: int = DEFAULT_MAX_TOKENS) -> Va
         problems = _line_problems(raw, number, max_tokens)
         result.examples += not any(p.kind == "blank_line" for p in problems)
         result.problems += problems
-    if result.examples < MIN_EXAMPLES:
+    if training and result.examples < MIN_EXAMPLES:
         result.problems.append(
             Problem(None, "too_few_examples",
                     f"{result.examples} example(s); fine-tuning needs at least {MIN_EXAMPLES}")
@@ -154,6 +155,9 @@ def _line_problems(raw: bytes, number: int, max_tokens: int) -> list[Problem]:
         where = f" (column {err.colno})" if isinstance(err, json.JSONDecodeError) else ""
         return [Problem(number, "invalid_json", f"not valid JSON{where}: {_reason(err)}")]
     found = [Problem(number, kind, msg) for kind, msg in example_problems(example)]
+    if not found and example["messages"][-1].get("role") != "assistant":
+        # pack refuses these too: nothing after the last answer would be learned from
+        found.append(Problem(number, "last_message_not_assistant", "the last message is not the assistant's"))
     if not found:
         tokens = chat_tokens(example["messages"])
         if tokens > max_tokens:

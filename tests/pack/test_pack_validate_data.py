@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobs.cli import cmd_validate_data
-from jobs.common.errors import MissingInput
+from jobs.common.errors import InvalidData, MissingInput
 from jobs.pack import tokens
+from jobs.pack.readers import read_source
 from jobs.pack.tokens import count_tokens
 from jobs.pack.validate import chat_tokens, validate_chat_jsonl
 
@@ -178,3 +179,22 @@ def test_a_long_chinese_example_over_the_limit_is_too_long():
     line = json.dumps({"messages": [{"role": "user", "content": "列举黄色的东西"}, {"role": "assistant", "content": answer}]})
     result = validate_chat_jsonl("\n".join([line] + [g.decode() for g in good_lines(10)]).encode())
     assert [(p.line, p.kind) for p in result.problems] == [(1, "too_long")]
+
+
+def test_several_files_and_the_minimum_applies_to_training_files_only(tmp_path, capsys):
+    train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
+    train.write_bytes(b"\n".join(good_lines(10)) + b"\n")
+    val.write_bytes(b"\n".join(good_lines(3)) + b"\n")
+    assert ftctl(str(train), "--val", str(val)) == 0
+    assert "val.jsonl: 3 example(s), no problems found" in capsys.readouterr().out
+    assert ftctl(str(train), str(val)) == 2  # both as training files: val has too few
+    assert "val.jsonl: too_few_examples" in capsys.readouterr().out
+
+
+def test_a_conversation_ending_with_a_user_turn_is_refused_as_pack_refuses_it():
+    line = (b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, '
+            b'{"role": "user", "content": "and then?"}]}')
+    result = validate_chat_jsonl(with_line(line))
+    assert [(p.line, p.kind) for p in result.problems] == [(5, "last_message_not_assistant")]
+    with pytest.raises(InvalidData, match="the last message must be the assistant's answer"):
+        read_source("x.jsonl", with_line(line), "openai_chat")
