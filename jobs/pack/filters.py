@@ -18,7 +18,8 @@ REASONS = {
     "short_output": "answer shorter than minOutputChars",
     "too_long": "over maxTokens (cl100k_base tokens)",
     "duplicate": "same normalized instruction as an earlier row",
-    "near_duplicate": "token Jaccard with an earlier row >= nearDupThreshold",
+    "near_duplicate": "token Jaccard with an earlier row of the same label >= nearDupThreshold",
+    "label_conflict": "same normalized text as an earlier row with another label (the first label is kept)",
 }
 
 

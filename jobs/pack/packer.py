@@ -37,25 +37,50 @@ def check_unique_ids(records: list[Record]) -> None:
         seen[record.id] = record.origin
 
 
-def _drop_exact(kept: list[Record], dropped: dict[str, list[str]]) -> tuple[list[Record], list[dict[str, Any]]]:
+def _conflict(kept: list[Record], i: int, j: int, labelled: bool) -> dict[str, Any] | None:
+    """Rows i (first) and j whose labels differ, for the report's labelConflicts."""
+    first, other = label_of(kept[i]), label_of(kept[j])
+    if not labelled or first == other:
+        return None
+    return {"kept": kept[i].id, "label": first, "other": kept[j].id, "otherLabel": other}
+
+
+def _drop_exact(
+    kept: list[Record], dropped: dict[str, list[str]], labelled: bool, conflicts: dict[str, list[Any]]
+) -> tuple[list[Record], list[dict[str, Any]]]:
+    """Copies of a text are dropped; a copy labelled differently is dropped as label_conflict, the
+    first row's label kept, and the pair is listed."""
     repeats = exact_duplicates([r.prompt for r in kept])
     clusters: dict[int, list[str]] = defaultdict(list)
-    for j, i in repeats.items():
-        clusters[i].append(kept[j].id)
-    dropped["duplicate"] += [kept[j].id for j in sorted(repeats)]
+    for j, i in sorted(repeats.items()):
+        conflict = _conflict(kept, i, j, labelled)
+        if conflict:
+            conflicts["exact"].append(conflict)
+            dropped["label_conflict"].append(kept[j].id)
+        else:
+            clusters[i].append(kept[j].id)
+            dropped["duplicate"].append(kept[j].id)
     survivors = [r for k, r in enumerate(kept) if k not in repeats]
     return survivors, [{"kept": kept[i].id, "dropped": ids} for i, ids in sorted(clusters.items())]
 
 
 def _drop_near(
-    kept: list[Record], threshold: float, dropped: dict[str, list[str]]
+    kept: list[Record], threshold: float, dropped: dict[str, list[str]], labelled: bool, conflicts: dict[str, list[Any]]
 ) -> tuple[list[Record], list[dict[str, Any]], dict[str, Any]]:
+    """Near-duplicates are dropped, except those labelled differently: similar texts of different
+    classes are what a classifier must learn apart, so both are kept and the pair is listed."""
     started = time.perf_counter()
     found = near_duplicates([r.prompt for r in kept], threshold)
     clusters: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    removed = set()
     for j, (i, similarity) in sorted(found.duplicate_of.items()):
+        conflict = _conflict(kept, i, j, labelled)
+        if conflict:
+            conflicts["near"].append({**conflict, "jaccard": round(similarity, 4)})
+            continue
         clusters[i].append({"id": kept[j].id, "jaccard": round(similarity, 4)})
-    dropped["near_duplicate"] += [kept[j].id for j in sorted(found.duplicate_of)]
+        removed.add(j)
+    dropped["near_duplicate"] += [kept[j].id for j in sorted(removed)]
     stats = {
         "threshold": threshold,
         "rows": found.rows,
@@ -66,7 +91,7 @@ def _drop_near(
         "rowsPerBand": found.rows_per_band,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    survivors = [r for k, r in enumerate(kept) if k not in found.duplicate_of]
+    survivors = [r for k, r in enumerate(kept) if k not in removed]
     return survivors, [{"kept": kept[i].id, "dropped": d} for i, d in sorted(clusters.items())], stats
 
 
@@ -131,10 +156,12 @@ def pack(records: list[Record], cfg: PackStep, sources: list[dict[str, Any]]) ->
     exact: list[dict[str, Any]] = []
     near: list[dict[str, Any]] = []
     near_stats = None
+    conflicts: dict[str, list[Any]] = {"exact": [], "near": []}
     if cfg.dedupe:
-        kept, exact = _drop_exact(kept, dropped)
+        labelled = cfg.format == "classification" or bool(kept) and all(r.label is not None for r in kept)
+        kept, exact = _drop_exact(kept, dropped, labelled, conflicts)
         if cfg.near_dup_threshold is not None and kept:
-            kept, near, near_stats = _drop_near(kept, cfg.near_dup_threshold, dropped)
+            kept, near, near_stats = _drop_near(kept, cfg.near_dup_threshold, dropped, labelled, conflicts)
     if not kept:
         raise _nothing_left(len(records), dropped, cfg)
 
@@ -162,7 +189,7 @@ def pack(records: list[Record], cfg: PackStep, sources: list[dict[str, Any]]) ->
             reason: {"count": len(ids), "description": REASONS[reason], "ids": ids}
             for reason, ids in dropped.items()
         },
-        "duplicates": {"exact": exact, "near": near, "nearDup": near_stats},
+        "duplicates": {"exact": exact, "near": near, "nearDup": near_stats, "labelConflicts": conflicts},
         "labels": (
             {"all": dict(Counter(labels)), **{n: dict(Counter(labels[i] for i in parts[n])) for n in SPLITS}}
             if labels is not None

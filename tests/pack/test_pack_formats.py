@@ -188,3 +188,24 @@ def test_unknown_top_level_keys_are_listed_as_warnings():
             for q, a in QA]
     warnings = packed(rows, "openai_chat").report["warnings"]
     assert any("'images' in 12 row(s) (first at src.jsonl:1)" in w for w in warnings)
+
+
+def test_duplicates_with_another_label_are_reported_as_label_conflicts():
+    base = "the committee debated the new trade rules for member states at length today"
+    lines = ["chunk_text,frame_name"]
+    lines += [f"text number {i} about topic {i} and nothing else at all {i}x,{'Economic' if i % 2 else 'Conflict'}"
+              for i in range(10)]
+    lines += [f"{base},Economic", f"{base},Conflict",  # exact copy, other label
+              f"{base} again,Conflict",  # near copy, other label: kept
+              f"{base} again,Economic"]  # exact copy of that one, other label
+    records = read_source("f.csv", ("\n".join(lines) + "\n").encode(), "csv")
+    report = pack(records, cfg(format="classification", nearDupThreshold=0.7), []).report
+    assert report["dropped"]["label_conflict"]["ids"] == ["f.csv:13", "f.csv:15"]
+    conflicts = report["duplicates"]["labelConflicts"]
+    assert conflicts["exact"] == [
+        {"kept": "f.csv:12", "label": "Economic", "other": "f.csv:13", "otherLabel": "Conflict"},
+        {"kept": "f.csv:14", "label": "Conflict", "other": "f.csv:15", "otherLabel": "Economic"},
+    ]
+    assert [(c["kept"], c["other"]) for c in conflicts["near"]] == [("f.csv:12", "f.csv:14")]
+    assert report["dropped"]["near_duplicate"]["count"] == 0
+    assert report["counts"]["out"] == 12
