@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
                 bars.update(tasks[step], completed=100, detail=text)
             elif text in ("started", "failed"):
                 bars.update(tasks[step], detail=text)
+            if text == "packed":
+                console.print(f"[{step}] {packed_summary(msg)}", markup=False, soft_wrap=True)
             if text in ("started", "cached", "succeeded", "failed"):
                 error = f": {msg['error']}" if msg.get("error") else ""
                 console.print(f"[{step}] {text}{error}", markup=False, soft_wrap=True)
@@ -90,3 +92,12 @@ def run(args: argparse.Namespace) -> int:
     executed = ", ".join(runner.executed) or "none"
     console.print(f"steps executed: {executed}; wall time {time.time() - t0:.1f}s", soft_wrap=True)
     return 0 if status.phase == "Succeeded" else 1
+
+
+def packed_summary(msg: dict[str, Any]) -> str:
+    """Every row accounted for: written, or dropped under a reason that report.json explains."""
+    reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(msg.get("reasons", {}).items()))
+    text = f"{msg.get('in')} rows in, {msg.get('out')} written, {msg.get('dropped')} dropped"
+    text += f" ({reasons})" if reasons else ""
+    warnings = msg.get("warnings") or 0
+    return text + (f"; {warnings} warning(s)" if warnings else "") + "; see report.json"

@@ -60,7 +60,8 @@ def run_step(ctx: StepContext) -> StepResult:
     (ctx.out / "report.json").write_text(json.dumps(packed.report, indent=2, ensure_ascii=False), encoding="utf-8")
     ctx.upload_outputs()
     counts = packed.report["counts"]
-    ctx.progress.event("packed", **counts)
+    reasons = {reason: d["count"] for reason, d in packed.report["dropped"].items() if d["count"]}
+    ctx.progress.event("packed", **counts, reasons=reasons, warnings=len(packed.report["warnings"]))
     return StepResult(
         metrics={
             "rowsIn": counts["in"],

@@ -144,3 +144,17 @@ def test_bad_input_through_python_m_exits_2_without_a_traceback(tmp_path):
     error = json.loads(proc.stdout.strip().splitlines()[-1])
     assert error["type"] == "error" and error["code"] == "InvalidData"
     assert manifest(store) is None
+
+
+def test_the_packed_event_names_each_drop_reason_for_ftctl(tmp_path, step_env, capsys):
+    from jobs.cli.cmd_run import packed_summary
+
+    image = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "a.png"}}]},
+                          {"role": "assistant", "content": "A cat on a sunny window sill, asleep."}]}
+    write_jsonl(tmp_path / "chat.jsonl", chat_rows() + [image])
+    step_env(run_spec([{"path": "chat.jsonl", "format": "openai_chat"}]))
+    execute("pack", run_step)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (event,) = [m for m in lines if m.get("message") == "packed"]
+    assert event["reasons"] == {"image_content": 1}
+    assert packed_summary(event).startswith("13 rows in, 12 written, 1 dropped (image_content: 1)")
