@@ -219,9 +219,13 @@ def _mapped_record(where: str, row_id: str, values: dict[str, str], mapping: dic
     system = values.get("system") or None
     if "instruction" in mapping and "output" in mapping:
         instruction, extra = values["instruction"], values.get("input", "")
+        # A generative mapping onto a label column (output: frame_name) is classification by intent:
+        # the answer is kept as the row's label, so splits are stratified and dedupe is label-aware.
+        labelled = mapping["output"] in ALIASES["label"]
         return Record(
             row_id, where, chat(f"{instruction}\n\n{extra}" if extra else instruction, values["output"], system),
-            instruction=instruction, input=extra,
+            instruction=instruction, input=extra, label=values["output"].strip() if labelled else None,
+            label_column=mapping["output"] if labelled else None,
         )
     label = values["label"].strip()
     return Record(row_id, where, chat(values["text"], label, system), label=label, label_column=mapping["label"])

@@ -209,3 +209,14 @@ def test_duplicates_with_another_label_are_reported_as_label_conflicts():
     assert [(c["kept"], c["other"]) for c in conflicts["near"]] == [("f.csv:12", "f.csv:14")]
     assert report["dropped"]["near_duplicate"]["count"] == 0
     assert report["counts"]["out"] == 12
+
+
+def test_a_generative_mapping_onto_a_label_column_is_stratified_and_keeps_short_class_names(tmp_path):
+    from tests.pack.packkit import FRAMES, frames_csv
+
+    path = frames_csv(tmp_path / "frames.csv", per_class=10)
+    records = read_source(path.name, path.read_bytes(), "csv", columns={"instruction": "chunk_text", "output": "frame_name"})
+    report = pack(records, cfg(format="openai_chat"), []).report
+    assert report["counts"]["out"] == len(FRAMES) * 10  # "Economic" is under minOutputChars, but a class name
+    assert report["split"]["stratified"] is True
+    assert all(report["labels"][split][frame] > 0 for split in ("train", "val", "test") for frame in FRAMES)
