@@ -20,6 +20,10 @@ from jobs.pack.records import Record
 from jobs.pack.split import SPLITS, split_indices
 
 
+# Below this many training rows a fine-tune rarely learns more than the format.
+USEFUL_TRAIN_ROWS = 100
+
+
 @dataclass
 class Packed:
     splits: dict[str, list[dict[str, Any]]]
@@ -133,6 +137,8 @@ def _warnings(splits: dict[str, list[Any]], fractions: dict[str, float], labels:
         for name in SPLITS
         if fractions[name] > 0 and not splits[name]
     ]
+    if 0 < len(splits["train"]) < USEFUL_TRAIN_ROWS:
+        out.append(f"the train split has {len(splits['train'])} rows; a useful fine-tune needs {USEFUL_TRAIN_ROWS} or more")
     if labels is not None:
         out += [
             f"class {label!r} has {n} row(s), too few to appear in every split"

@@ -188,6 +188,7 @@ def test_unknown_top_level_keys_are_listed_as_warnings():
             for q, a in QA]
     warnings = packed(rows, "openai_chat").report["warnings"]
     assert any("'images' in 12 row(s) (first at src.jsonl:1)" in w for w in warnings)
+    assert any("the train split has 10 rows; a useful fine-tune needs 100 or more" in w for w in warnings)
 
 
 def test_duplicates_with_another_label_are_reported_as_label_conflicts():
