@@ -137,7 +137,6 @@ def plot_loss(metrics: MetricsLog, png: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     train = metrics.series("loss")
@@ -149,17 +148,7 @@ def plot_loss(metrics: MetricsLog, png: Path, title: str) -> None:
     evals = metrics.series("eval_loss")
     if evals:
         ax.plot(*zip(*evals), marker="o", markersize=4, label="eval loss")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend()
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png)
-    plt.close(fig)
+    _save_steps_plot(fig, ax, png, "loss", title)
 
 
 def plot_reward(metrics: MetricsLog, png: Path, title: str, terms: list[str]) -> None:
@@ -168,16 +157,23 @@ def plot_reward(metrics: MetricsLog, png: Path, title: str, terms: list[str]) ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     for key, name in (("reward", "mean reward (weighted)"), *((f"rewards/{t}/mean", t) for t in terms)):
         series = metrics.series(key)
         if series:
             ax.plot(*zip(*series), label=name)
+    _save_steps_plot(fig, ax, png, "reward", title)
+
+
+def _save_steps_plot(fig, ax, png: Path, ylabel: str, title: str) -> None:
+    """Label a per-step plot and write it as a PNG."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("step")
-    ax.set_ylabel("reward")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:

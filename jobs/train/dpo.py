@@ -81,16 +81,20 @@ def prepare(cfg: TrainStep, splits: Splits, base_dir: Path) -> DpoPlan:
     return DpoPlan(base_dir, tokenizer, Dataset.from_list(train), val)
 
 
-def train(session: Session, plan: DpoPlan) -> StepResult:
-    from trl import DPOConfig, DPOTrainer
+def train(session: Session, plan: DpoPlan, classes: tuple[Any, Any] | None = None, counted: str = "pairs") -> StepResult:
+    """DPO, or with `classes` (config, trainer) another of TRL's preference trainers, which take
+    the same arguments (jobs.train.preference)."""
+    if classes is None:
+        from trl import DPOConfig, DPOTrainer
 
+        classes = (DPOConfig, DPOTrainer)
+    config_class, trainer_class = classes
     cfg = session.cfg
     model, _ = load_causal_lm(plan.base_dir, quantize_4bit=cfg.quantization == "4bit")
     selection = session.select_best(plan.val is not None)
-    args = DPOConfig(**session.trainer_args(**selection), beta=cfg.beta, max_length=cfg.max_length)
-    trainer = DPOTrainer(
+    args = config_class(**session.trainer_args(**selection), beta=cfg.beta, max_length=cfg.max_length)
+    trainer = trainer_class(
         model=model,
-        ref_model=None,
         args=args,
         train_dataset=plan.train,
         eval_dataset=plan.val,
@@ -103,7 +107,8 @@ def train(session: Session, plan: DpoPlan) -> StepResult:
     if plan.val is not None:
         evaluated = trainer.evaluate()  # also logged to metrics.jsonl
         figures["evalLoss"] = round(evaluated["eval_loss"], 4)
-        figures["evalRewardAccuracy"] = round(evaluated.get("eval_rewards/accuracies", 0.0), 4)
+        if "eval_rewards/accuracies" in evaluated:
+            figures["evalRewardAccuracy"] = round(evaluated["eval_rewards/accuracies"], 4)
     artifact = session.save_weights(trainer, plan.tokenizer)
-    resolved = {"beta": cfg.beta, "pairs": len(plan.train), "maxSteps": trainer.state.max_steps}
+    resolved = {"beta": cfg.beta, counted: len(plan.train), "maxSteps": trainer.state.max_steps}
     return session.finish(artifact, figures, resolved)

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from jobs.common.errors import InvalidData
-from jobs.common.modelload import load_causal_lm, load_tokenizer
+from jobs.common.modelload import load_tokenizer
 from jobs.common.spec import TrainStep
 from jobs.common.stepctx import StepResult
-from jobs.train.adapters import check_target_modules, lora_config
+from jobs.train.adapters import check_target_modules
 from jobs.train.chat import ensure_chat_template
 from jobs.train.data import Split, Splits
+from jobs.train import dpo
 from jobs.train.dpo import DpoPlan, _turns, check_lengths, preference_rows
 from jobs.train.session import Session
 
@@ -71,27 +72,4 @@ def trainer_classes(method: str) -> tuple[Any, Any]:
 
 
 def train(session: Session, plan: DpoPlan) -> StepResult:
-    cfg = session.cfg
-    config_class, trainer_class = trainer_classes(cfg.method)
-    model, _ = load_causal_lm(plan.base_dir, quantize_4bit=cfg.quantization == "4bit")
-    selection = session.select_best(plan.val is not None)
-    args = config_class(**session.trainer_args(**selection), beta=cfg.beta, max_length=cfg.max_length)
-    trainer = trainer_class(
-        model=model,
-        args=args,
-        train_dataset=plan.train,
-        eval_dataset=plan.val,
-        processing_class=plan.tokenizer,
-        peft_config=lora_config(cfg.lora, "CAUSAL_LM") if cfg.lora else None,
-        callbacks=session.callbacks(selection),
-    )
-    figures = session.fit(trainer)
-    figures.update(session.selection_figures(trainer, selection))
-    if plan.val is not None:
-        evaluated = trainer.evaluate()  # also logged to metrics.jsonl
-        figures["evalLoss"] = round(evaluated["eval_loss"], 4)
-        if "eval_rewards/accuracies" in evaluated:
-            figures["evalRewardAccuracy"] = round(evaluated["eval_rewards/accuracies"], 4)
-    artifact = session.save_weights(trainer, plan.tokenizer)
-    resolved = {"beta": cfg.beta, "examples": len(plan.train), "maxSteps": trainer.state.max_steps}
-    return session.finish(artifact, figures, resolved)
+    return dpo.train(session, plan, trainer_classes(session.cfg.method), counted="examples")

@@ -173,6 +173,12 @@ def first_job(batch, ns: str, proc, log: Path):
     return wait_for("the pack Job", found, timeout=90)[0]
 
 
+def job_pod(core, ns: str, job):
+    """The pod the real Job controller makes (Pending: this cluster has no nodes)."""
+    return wait_for("the Job's pod", lambda: core.list_namespaced_pod(
+        ns, label_selector=f"batch.kubernetes.io/job-name={job.metadata.name}").items, timeout=90)[0]
+
+
 def test_the_controller_creates_the_first_job_with_the_charts_rights(control_plane, admin, crd, tmp_path):
     """In a namespace that enforces the restricted Pod Security level, the Job's pod template is
     admitted by that level (a server-side dry run of a pod from it)."""
@@ -210,9 +216,7 @@ def test_deleting_a_run_lets_the_garbage_collector_remove_its_jobs_and_pods(cont
         runs, batch, core = client.CustomObjectsApi(admin), client.BatchV1Api(admin), client.CoreV1Api(admin)
         runs.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, a_run("doomed"))
         job = first_job(batch, ns, proc, log)
-        # The real Job controller makes the step's pod (Pending: this cluster has no nodes).
-        pod = wait_for("the Job's pod", lambda: core.list_namespaced_pod(
-            ns, label_selector=f"batch.kubernetes.io/job-name={job.metadata.name}").items, timeout=90)[0]
+        pod = job_pod(core, ns, job)
         assert pod.metadata.owner_references[0].uid == job.metadata.uid
         runs.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "doomed",
                                              body={"propagationPolicy": "Background"})
@@ -240,8 +244,7 @@ def test_a_step_exiting_2_fails_the_job_by_its_pod_failure_policy_and_the_run_na
         runs, batch, core = client.CustomObjectsApi(admin), client.BatchV1Api(admin), client.CoreV1Api(admin)
         runs.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, a_run("bad-data"))
         job = first_job(batch, ns, proc, log)
-        pod = wait_for("the Job's pod", lambda: core.list_namespaced_pod(
-            ns, label_selector=f"batch.kubernetes.io/job-name={job.metadata.name}").items, timeout=90)[0]
+        pod = job_pod(core, ns, job)
         fail_pod(core, ns, pod, 2, {"type": "error", "step": "pack", "code": "InvalidData",
                                     "message": "data/qa.jsonl line 3: no assistant turn"})
         failed = wait_for("the Job to fail", lambda: [c for c in (batch.read_namespaced_job(
