@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.miniokit import free_port
 from tests.train.trainkit import smollm2_tokenizer_dir, tiny_llama  # noqa: F401
 
 KEY_A = "sk-tenant-a-0123456789abcdef"
@@ -31,12 +31,6 @@ def tiny_template(model_dir: Path) -> dict:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def serving(template: dict, root: Path, max_upload_bytes: int = 64 * 1024) -> Iterator[str]:
     """The API app under uvicorn on a free 127.0.0.1 port, with tenants team-a and team-b; its /v1 URL."""
@@ -54,7 +48,7 @@ def serving(template: dict, root: Path, max_upload_bytes: int = 64 * 1024) -> It
         work_root=root / "work",
         max_upload_bytes=max_upload_bytes,
     )
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

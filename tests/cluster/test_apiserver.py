@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.e2e.cluster import wait_for as e2e_wait_for
 from tests.miniokit import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,14 +23,8 @@ CRD = yaml.safe_load((ROOT / "crds" / "finetune.dev_finetuneruns.yaml").read_tex
 GROUP, VERSION, PLURAL = "finetune.dev", "v1alpha1", "finetuneruns"
 
 
-def wait_for(what: str, check, timeout: float = 60, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+def wait_for(what: str, check, timeout: float = 60):
+    return e2e_wait_for(what, check, timeout, interval=0.2)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ import contextlib
 import itertools
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -43,6 +42,7 @@ from controller.settings import ControllerSettings
 from jobs.common.names import API_VERSION, GROUP, KIND, PLURAL, SHORT_NAME, VERSION
 from jobs.common.stepctx import StepContext, StepResult, execute
 from jobs.common.store import FileStore
+from tests.miniokit import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "finetune.dev_finetuneruns.yaml"
@@ -51,12 +51,6 @@ JOBS = "batch/v1/jobs"
 STEPS = ["eval", "pack", "train", "evaluate", "gguf"]
 RUN_RESOURCE = kmock.resource(RUNS)
 JOB_RESOURCE = kmock.resource(JOBS)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def load_crd() -> dict[str, Any]:
