@@ -11,6 +11,7 @@ EXIT_INVALID = 2  # bad spec, bad data, missing input: permanent
 EXIT_INTEGRITY = 3  # checksum mismatch on an input: permanent until someone repairs the store
 EXIT_GATE = 4  # the promotion gate was not met: permanent
 EXIT_TRANSIENT = 75  # EX_TEMPFAIL: store or endpoint unavailable; retry
+EXIT_PREEMPTED = 76  # stopped by SIGTERM after saving a checkpoint: retry; the next pod resumes from it
 
 PERMANENT_EXIT_CODES: tuple[int, ...] = (EXIT_INVALID, EXIT_INTEGRITY, EXIT_GATE)
 
@@ -56,6 +57,13 @@ class IntegrityError(FtError):
 class GateNotMet(FtError):
     code = "GateNotMet"
     exit_code = EXIT_GATE
+
+
+class PreflightError(FtError):
+    """A distributed rank could not start training (its code names why, e.g. RendezvousTimeout)."""
+
+    code = "PreflightFailed"
+    exit_code = EXIT_CRASH
 
 
 class TransientError(FtError):

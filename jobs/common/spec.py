@@ -335,6 +335,18 @@ class Grpo(Model):
     format: GrpoFormat | None = None
 
 
+class Distributed(Model):
+    """Training over several processes: torchrun in each pod, an Indexed Job of `nodes` pods."""
+
+    nodes: int = Field(default=1, ge=1, le=256, description="Pods of the train step; over 1, an Indexed Job with a headless Service.")
+    procs_per_node: int = Field(default=1, ge=1, le=64, description="Worker processes per pod (torchrun's --nproc-per-node); one per GPU.")
+    strategy: Literal["ddp", "fsdp", "zero3"] = Field(
+        default="ddp", description="ddp: a full replica per process; fsdp: FSDP2 shards; zero3: DeepSpeed ZeRO-3 through accelerate."
+    )
+    rendezvous_timeout_seconds: int = Field(default=300, ge=5, le=3600, description="Pre-flight: every rank must join within this.")
+    port: int = Field(default=29500, ge=1024, le=65535, description="The master's rendezvous port.")
+
+
 class TrainStep(Model):
     method: Literal["sft", "dpo", "classification", "grpo", "kto", "orpo"] = "sft"
     lora: Lora | None = Field(
@@ -361,6 +373,7 @@ class TrainStep(Model):
     beta: float = Field(default=0.1, gt=0, description="DPO and KTO beta; ORPO's lambda.")
     eval_every: int | None = Field(default=None, gt=0)
     grpo: Grpo | None = Field(default=None, description="GRPO sampling and rewards (method: grpo).")
+    distributed: Distributed = Field(default_factory=Distributed, description="Processes and pods; the default is one process.")
 
     @model_validator(mode="after")
     def _one_warmup(self) -> TrainStep:

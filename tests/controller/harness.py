@@ -158,6 +158,11 @@ class Cluster:
             and r.subresource == subresource
         ]
 
+    def writes(self, resource: str, name: str, subresource: str | None = None) -> list:
+        """Updates of one object that the server took (not those refused with 409)."""
+        refused = {id(r) for r in self.emulator.conflicts}
+        return [r for r in self.requests("update", resource, name, subresource) if id(r) not in refused]
+
     def watches(self) -> int:
         """Watch requests on runs and Jobs so far (or in flight, without a request log)."""
         return len(self.requests("watch", RUNS)) + len(self.requests("watch", JOBS))
@@ -268,6 +273,10 @@ class Emulator(kmock.KubernetesEmulator):
     keep_requests = True
     _versions = itertools.count(1)
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.conflicts: list = []  # requests refused with 409: logged, but they changed nothing
+
     async def _handle(self, request):
         try:
             if request.resource is not None and request.action in (kmock.action.CREATE, kmock.action.UPDATE):
@@ -295,6 +304,7 @@ class Emulator(kmock.KubernetesEmulator):
         obj = self.objects[key]
         current = obj.raw["metadata"].get("resourceVersion")
         if current != expected:
+            self.conflicts.append(request)
             raise kmock.KubernetesError(status=409, reason="Conflict", message=(
                 f"the object has been modified (resourceVersion {current}, not {expected}); "
                 "apply your changes to the latest version and try again"))

@@ -61,7 +61,7 @@ async def test_whole_run_succeeds(cluster: Cluster, operators):
     # Status was written only when it changed: every status patch made a different status.
     history = status_history(cluster, "r1")
     changes = sum(1 for a, b in zip(history, history[1:]) if a != b)
-    assert len(cluster.requests("update", "finetune.dev/v1alpha1/finetuneruns", "r1", "status")) == changes
+    assert len(cluster.writes("finetune.dev/v1alpha1/finetuneruns", "r1", "status")) == changes
 
     # A finished run is left alone: nothing is created or written any more.
     before = len(list(cluster.emulator))
