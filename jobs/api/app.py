@@ -1,23 +1,26 @@
-"""The FastAPI app: OpenAI's files and fine_tuning.jobs endpoints under /v1, per tenant.
+"""The FastAPI app: OpenAI's files, fine_tuning.jobs, models and chat.completions endpoints under
+/v1, per tenant.
 
 Every route needs `Authorization: Bearer <key>`; the key names the tenant (its namespace), and a
-tenant sees only its own files and jobs (another tenant's id is simply not found).
+tenant sees only its own files, jobs and models (another tenant's id is simply not found).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Form, Query, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from jobs.api import errors
 from jobs.api.errors import ApiError, bad_param, not_found
+from jobs.api.models import ServedModels
 from jobs.api.records import Records, add_event, new_id, page
-from jobs.api.schemas import JobCreate
+from jobs.api.schemas import ChatCompletionCreate, JobCreate
 from jobs.api.template import JobTemplate
 from jobs.api.tenants import KeyRing, Tenant
 from jobs.api.uploads import check_upload, is_preference_file, to_dpo_rows
@@ -62,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.keyring = settings.keyring
     records = Records(settings.store)
     worker = LocalWorker(records, settings.work_root)
+    models = ServedModels(records, settings.template, settings.work_root, created=int(time.time()))
 
     @app.middleware("http")
     async def limit_upload(request: Request, call_next):
@@ -228,7 +232,33 @@ def create_app(settings: Settings) -> FastAPI:
                          limit: Annotated[int, Query(ge=1, le=1000)] = 10) -> dict[str, Any]:
         return page(_job(t, job_id)["checkpoints"][::-1], after, limit)
 
+    # --- models and chat ---------------------------------------------------------------------------
+
+    @app.get("/v1/models")
+    def list_models(t: Auth) -> dict[str, Any]:
+        return {"object": "list", "data": models.list(t.namespace)}
+
+    @app.get("/v1/models/{model:path}")
+    def retrieve_model(t: Auth, model: str) -> dict[str, Any]:
+        return models.get(t.namespace, model)
+
+    @app.post("/v1/chat/completions", response_model=None)
+    def chat_completion(t: Auth, req: ChatCompletionCreate) -> dict[str, Any] | StreamingResponse:
+        backend = models.backend(t.namespace, req.model)  # 404 before anything streams
+        messages = [m.as_llama() for m in req.messages]
+        if not req.stream:
+            return {**backend.chat(messages, **req.llama_options()), "model": req.model}
+        chunks = backend.chat(messages, stream=True, **req.llama_options())
+        return StreamingResponse(_sse(chunks, req.model), media_type="text/event-stream")
+
     return app
+
+
+def _sse(chunks, model: str):
+    """Server-sent events as OpenAI streams them: one `data:` JSON chunk each, then `data: [DONE]`."""
+    for chunk in chunks:
+        yield f"data: {json.dumps({**chunk, 'model': model})}\n\n"
+    yield "data: [DONE]\n\n"
 
 
 def _error(status: int, message: str, param: str | None, code: str) -> JSONResponse:

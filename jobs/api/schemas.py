@@ -76,3 +76,46 @@ class JobCreate(Strict):
         inner = self.method.dpo if self.method.type == "dpo" else self.method.supervised
         hp = inner.hyperparameters if inner else None
         return hp or (DpoHyperparameters() if self.method.type == "dpo" else Hyperparameters())
+
+
+class TextPart(Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(Strict):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+    name: str | None = Field(default=None, max_length=64)
+
+    def as_llama(self) -> dict[str, str]:
+        # llama.cpp's chat templates know system, not OpenAI's newer name for it
+        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+
+
+class ChatCompletionCreate(Strict):
+    """The chat completion parameters llama.cpp honours; any other is a 400 naming it."""
+
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1024)
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    max_tokens: Annotated[int, Field(gt=0, le=32_768)] | None = None
+    max_completion_tokens: Annotated[int, Field(gt=0, le=32_768)] | None = None
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    seed: int | None = None
+    n: Literal[1] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    stream: bool = False
+    user: str | None = Field(default=None, max_length=256)
+
+    def llama_options(self) -> dict:
+        """Keyword arguments of llama_cpp.Llama.create_chat_completion."""
+        options = {"max_tokens": self.max_completion_tokens or self.max_tokens or 256}
+        for name in ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            if value is not None:
+                options[name] = value
+        return options

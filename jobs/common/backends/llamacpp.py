@@ -1,8 +1,11 @@
-"""A GGUF file run through llama.cpp (llama-cpp-python), one chat at a time."""
+"""A GGUF file run through llama.cpp (llama-cpp-python), one chat at a time: the eval steps' backend
+and what the API's /v1/chat/completions answers with."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,6 +29,7 @@ class LlamaCppBackend:
         except ValueError as err:
             raise InvalidInput(f"gguf: llama.cpp cannot load {model_path}: {err}") from None
         self.identity = identity or {"kind": "gguf", "path": str(model_path)}
+        self.lock = threading.Lock()
 
     def generate(
         self, batch: Sequence[Messages], decoding: Decoding, on_reply: OnReply | None = None
@@ -33,8 +37,8 @@ class LlamaCppBackend:
         replies = []
         for index, messages in enumerate(batch):
             started = time.perf_counter()
-            out = self.llm.create_chat_completion(
-                messages=messages,
+            out = self.chat(
+                messages,
                 temperature=decoding.temperature,
                 top_p=decoding.top_p,
                 max_tokens=decoding.max_new_tokens,
@@ -50,6 +54,18 @@ class LlamaCppBackend:
             if on_reply:
                 on_reply(index, reply)
         return replies
+
+    def chat(self, messages: Messages, *, stream: bool = False, **options: Any) -> Any:
+        """llama.cpp's OpenAI-shaped chat completion (an iterator of chunks when `stream`), rendered
+        with the GGUF's own chat template. One at a time: a llama.cpp context is not thread-safe."""
+        if not stream:
+            with self.lock:
+                return self.llm.create_chat_completion(messages=messages, **options)
+        return self._stream(messages, options)
+
+    def _stream(self, messages: Messages, options: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        with self.lock:  # held until the last chunk; a plain Lock, so any thread may resume the iterator
+            yield from self.llm.create_chat_completion(messages=messages, stream=True, **options)
 
     def close(self) -> None:
         self.llm.close()
