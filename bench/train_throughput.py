@@ -191,7 +191,7 @@ def write_project(root: Path, rows: list[dict[str, Any]], steps: int, model: dic
             "data": {"sources": [{"path": "data.jsonl", "format": "openai_chat"}]},
             "steps": {
                 "pack": {"format": "openai_chat", "split": {"train": 0.96, "val": 0.02, "test": 0.02},
-                         "minOutputChars": 1},
+                         "minOutputTokens": 1},
                 "train": {"method": "sft", "maxSteps": steps, "batchSize": BATCH, "maxLength": MAX_LENGTH,
                           "checkpointEvery": 100_000, "packing": True},
             },

@@ -100,6 +100,25 @@ class BaseModelSource(Model):
 # --- data ------------------------------------------------------------------------------------
 
 InputFormat = Literal["openai_chat", "alpaca", "sharegpt", "csv", "json", "eval_results", "dpo"]
+# The roles a chatFields.roles mapping may name, per format (sharegpt's function_call is a call turn).
+CHAT_ROLES = {
+    "openai_chat": ("system", "user", "assistant", "tool"),
+    "sharegpt": ("system", "user", "assistant", "tool", "function_call"),
+}
+
+
+class ChatFields(Model):
+    """Names a chat file uses instead of the format's own (Axolotl's field_messages and
+    message_property_mappings, LLaMA-Factory's columns and tags)."""
+
+    messages: str | None = Field(default=None, max_length=200, description="Key of the turn list (messages / conversations).")
+    role: str | None = Field(default=None, max_length=200, description="Key of a turn's role (role / from).")
+    content: str | None = Field(default=None, max_length=200, description="Key of a turn's text (content / value).")
+    system: str | None = Field(default=None, max_length=200, description="Top-level key of the system prompt.")
+    tools: str | None = Field(default=None, max_length=200, description="Top-level key of the tool list.")
+    roles: dict[str, list[str]] = Field(
+        default_factory=dict, description="role -> the names the file uses for it, e.g. {user: [human, person]}."
+    )
 
 
 class DataSource(Model):
@@ -111,19 +130,38 @@ class DataSource(Model):
     from_step: Literal["eval"] | None = Field(
         default=None, description="Read another step's output (eval results) instead of a file."
     )
-    format: InputFormat
+    format: InputFormat | None = Field(
+        default=None, description="How the file is read; omitted, it is detected from the rows (see report.json)."
+    )
     columns: dict[str, str] = Field(
         default_factory=dict,
         description="Column mapping for csv/json: role -> column, roles are "
         "instruction, input, output, text, label, system.",
+    )
+    chat_fields: ChatFields | None = Field(
+        default=None, description="Key and role names of an openai_chat or sharegpt file whose names differ."
+    )
+    split: Literal["train", "val", "test"] | None = Field(
+        default=None,
+        description="Put every row of this source in that split (a fixed validation or test file); "
+        "unset, rows are split by steps.pack.split.",
     )
 
     @model_validator(mode="after")
     def _one_origin(self) -> DataSource:
         if bool(self.path) == bool(self.from_step):
             raise ValueError("set exactly one of path or fromStep")
-        if self.from_step and self.format != "eval_results":
+        if self.from_step and self.format not in (None, "eval_results"):
             raise ValueError("fromStep: eval needs format: eval_results")
+        if self.chat_fields and self.format not in CHAT_ROLES:
+            raise ValueError(f"chatFields needs format {' or '.join(CHAT_ROLES)}")
+        if self.chat_fields:
+            bad_roles = set(self.chat_fields.roles) - set(CHAT_ROLES[self.format])
+            if bad_roles:
+                raise ValueError(
+                    f"chatFields.roles: {sorted(bad_roles)} are not {self.format} roles "
+                    f"({', '.join(CHAT_ROLES[self.format])})"
+                )
         bad = set(self.columns) - {"instruction", "input", "output", "text", "label", "system"}
         if bad:
             raise ValueError(f"unknown column role(s) {sorted(bad)}")
@@ -264,7 +302,9 @@ class PackStep(Model):
     format: Literal["openai_chat", "alpaca", "classification", "dpo"] = "openai_chat"
     split: Split = Field(default_factory=Split)
     seed: int = Field(default=42, ge=0)
-    min_output_chars: int = Field(default=20, ge=0)
+    min_output_tokens: int = Field(
+        default=3, ge=0, description="Drop free-text answers with fewer cl100k_base tokens (labels are exempt)."
+    )
     dedupe: bool = Field(
         default=True, description="Drop duplicate instructions; false also turns off near-duplicate removal."
     )

@@ -15,17 +15,19 @@ REASONS = {
     "invalid_message": "a turn fails the chat checks of ftctl validate-data (e.g. an empty turn)",
     "empty_prompt": "no prompt text",
     "empty_output": "no answer text",
-    "short_output": "answer shorter than minOutputChars",
+    "short_output": "answer of fewer cl100k_base tokens than minOutputTokens",
     "too_long": "over maxTokens (cl100k_base tokens)",
     "duplicate": "same normalized instruction as an earlier row",
     "near_duplicate": "token Jaccard with an earlier row of the same label >= nearDupThreshold",
+    "held_out_copy": "same or near-same prompt as a row of a source fixed to the test or val split (that row is kept)",
     "label_conflict": "same normalized text as an earlier row with another label (the first label is kept)",
 }
 
 
-def row_problem(record: Record, fmt: str, min_output_chars: int, max_tokens: int) -> str | None:
-    """Why `record` is dropped, or None. minOutputChars applies to free-text answers, not to
-    labels (a class name is short by nature)."""
+def row_problem(record: Record, fmt: str, min_output_tokens: int, max_tokens: int) -> str | None:
+    """Why `record` is dropped, or None. minOutputTokens applies to free-text answers, not to
+    labels (a class name is short by nature). Tokens, not characters: a complete Chinese answer
+    of ten characters is as long as an English one of forty."""
     if record.reject:
         return record.reject
     if fmt != "openai_chat" and (record.tools or uses_tools(record.messages)):
@@ -35,7 +37,7 @@ def row_problem(record: Record, fmt: str, min_output_chars: int, max_tokens: int
     answer = record.output.strip()
     if not answer:
         return "empty_output"
-    if fmt != "classification" and record.label is None and len(answer) < min_output_chars:
+    if fmt != "classification" and record.label is None and count_tokens(answer) < min_output_tokens:
         return "short_output"
     if fmt == "openai_chat" and example_problems({"messages": record.messages}):
         return "invalid_message"

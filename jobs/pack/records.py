@@ -27,6 +27,7 @@ class Record:
     reject: str | None = None  # why a reader already knows the row is unusable (eval curation, images)
     tools: list[dict[str, Any]] | None = None  # the functions the conversation may call (OpenAI shape)
     unknown_keys: tuple[str, ...] = ()  # top-level keys the reader did not map, reported as warnings
+    split: str | None = None  # train, val or test when its source fixes the split (data.sources[].split)
 
     @property
     def output(self) -> str:

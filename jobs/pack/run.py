@@ -13,6 +13,7 @@ from typing import Any
 from jobs.common.errors import InvalidInput
 from jobs.common.spec import DataSource
 from jobs.common.stepctx import StepContext, StepResult
+from jobs.pack.detect import detect_format
 from jobs.pack.packer import pack
 from jobs.pack.readers import read_file, read_source
 from jobs.pack.records import Record
@@ -35,13 +36,18 @@ def read_sources(ctx: StepContext) -> tuple[list[Record], list[dict[str, Any]]]:
     for i, source in enumerate(sources):
         try:
             name, path = _source_file(ctx, source)
-            rows = read_source(
-                name, read_file(path, name), source.format, columns=source.columns, curate=ctx.config.curate
-            )
+            data = read_file(path, name)
+            fmt = source.format or ("eval_results" if source.from_step else detect_format(name, data))
+            rows = read_source(name, data, fmt, columns=source.columns, curate=ctx.config.curate)
         except InvalidInput as err:
             raise type(err)(f"data.sources[{i}]: {err.message}") from None
+        for row in rows:
+            row.split = source.split
         records += rows
-        described.append({"index": i, "location": name, "format": source.format, "rows": len(rows)})
+        described.append({
+            "index": i, "location": name, "format": fmt, "detected": source.format is None, "rows": len(rows),
+            "split": source.split,
+        })
         ctx.progress.update(i + 1, len(sources), rows=len(records))
     return records, described
 

@@ -47,7 +47,7 @@ def write_project(root: Path, url: str, steps: dict, model: dict) -> Path:
             "data": {"sources": [{"fromStep": "eval", "format": "eval_results"}]},
             "steps": {
                 "eval": {"items": "items.jsonl", "backend": {"endpoint": {"baseUrl": url, "model": "live"}}},
-                "pack": {"format": "openai_chat", "minOutputChars": 0, "split": {"train": 0.8, "val": 0.1, "test": 0.1}},
+                "pack": {"format": "openai_chat", "minOutputTokens": 0, "split": {"train": 0.8, "val": 0.1, "test": 0.1}},
                 **steps,
             },
         },

@@ -218,6 +218,6 @@ def test_a_generative_mapping_onto_a_label_column_is_stratified_and_keeps_short_
     path = frames_csv(tmp_path / "frames.csv", per_class=10)
     records = read_source(path.name, path.read_bytes(), "csv", columns={"instruction": "chunk_text", "output": "frame_name"})
     report = pack(records, cfg(format="openai_chat"), []).report
-    assert report["counts"]["out"] == len(FRAMES) * 10  # "Economic" is under minOutputChars, but a class name
+    assert report["counts"]["out"] == len(FRAMES) * 10  # "Economic" is under minOutputTokens, but a class name
     assert report["split"]["stratified"] is True
     assert all(report["labels"][split][frame] > 0 for split in ("train", "val", "test") for frame in FRAMES)

@@ -131,19 +131,32 @@ def test_report_counts_dropped_ids_and_duplicate_clusters():
     stats = report["duplicates"]["nearDup"]
     assert stats["rows"] == 13 and stats["candidatePairs"] >= 1 and stats["threshold"] == 0.75
     assert report["filters"] == {
-        "minOutputChars": 20, "maxTokens": 80, "dedupe": True, "nearDupThreshold": 0.75, "curate": "passed",
+        "minOutputTokens": 3, "maxTokens": 80, "dedupe": True, "nearDupThreshold": 0.75, "curate": "passed",
     }
     assert report["labels"] is None and report["sources"] == [{"index": 0}]
     kept_ids = {r["id"] for r in all_rows(packed)}
     assert kept_ids.isdisjoint({"r100", "r101", "r102", "r103", "r104", "r105", "r106"})
 
 
-def test_min_output_chars_is_configurable_and_spares_labels():
+def test_min_output_tokens_is_configurable_and_spares_labels():
     records = [_rec(i, f"Question number {i}?", "Short.") for i in range(5)]
     records += [_rec(10 + i, f"Text {i} about money", "Economic", label="Economic") for i in range(3)]
-    packed = pack(records, cfg(minOutputChars=10), [])
+    packed = pack(records, cfg(minOutputTokens=3), [])
     assert packed.report["dropped"]["short_output"]["ids"] == ["r0", "r1", "r2", "r3", "r4"]
-    assert pack(records, cfg(minOutputChars=0), []).report["counts"]["out"] == 8
+    assert pack(records, cfg(minOutputTokens=0), []).report["counts"]["out"] == 8
+
+
+def test_min_output_counts_tokens_so_complete_cjk_answers_survive_the_default():
+    """Ten Chinese characters are a whole answer; by characters they were under the old 20."""
+    records = [
+        _rec(0, "列出三种黄色的东西。", "太阳，柠檬，向日葵。"),
+        _rec(1, "ગુજરાતની રાજધાની કઈ છે?", "ગાંધીનગર."),
+        _rec(2, "Is water wet?", "Yes."),
+        _rec(3, "Name a yellow fruit.", "A lemon is yellow."),
+    ]
+    packed = pack(records, cfg(), [])
+    assert packed.report["dropped"]["short_output"]["ids"] == ["r2"]
+    assert packed.report["counts"]["out"] == 3
 
 
 def test_dedupe_off_and_near_dup_off():
@@ -168,7 +181,7 @@ def test_duplicates_never_straddle_train_and_test_even_without_dedupe():
 
 def test_all_rows_filtered_out_says_why():
     records = [_rec(i, f"Question {i}?", "No.") for i in range(4)]
-    with pytest.raises(InvalidData, match=r"all 4 rows were filtered out.*short_output: 4.*minOutputChars=20"):
+    with pytest.raises(InvalidData, match=r"all 4 rows were filtered out.*short_output: 4.*minOutputTokens=3"):
         pack(records, cfg(), [])
 
 
@@ -195,7 +208,7 @@ def test_eval_results_curated_into_training_rows(tmp_path):
     passed = pack(records_of(path, "eval_results", curate="passed"), cfg(), [])
     assert passed.report["dropped"]["not_passed"]["ids"] == ["e0", "e3", "e6", "e9"]
     assert {r["messages"][-1]["content"] for r in all_rows(passed)} == {a for i, (_, a) in enumerate(QA) if i % 3}
-    expected = pack(records_of(path, "eval_results", curate="expected"), cfg(minOutputChars=0), [])
+    expected = pack(records_of(path, "eval_results", curate="expected"), cfg(minOutputTokens=0), [])
     assert expected.report["counts"]["out"] == len(QA)
     assert {r["messages"][-1]["content"] for r in all_rows(expected)} == {a.split()[0] for _, a in QA}
 

@@ -55,8 +55,8 @@ def test_pack_end_to_end_openai_chat(tmp_path, step_env):
     assert validate_chat_jsonl(body).ok
     report = json.loads((fetched / "report.json").read_text())
     assert report["sources"] == [
-        {"index": 0, "location": "chat.jsonl", "format": "openai_chat", "rows": 12},
-        {"index": 1, "location": "qa.csv", "format": "csv", "rows": 4},
+        {"index": 0, "location": "chat.jsonl", "format": "openai_chat", "detected": False, "rows": 12, "split": None},
+        {"index": 1, "location": "qa.csv", "format": "csv", "detected": False, "rows": 4, "split": None},
     ]
 
 
