@@ -66,12 +66,24 @@ def _credential_envs(run: FineTuneRun, step: str, settings: ControllerSettings) 
     wandb = run.spec.tracking.wandb
     if step in WANDB_STEPS and wandb and wandb.api_key_secret:
         envs.append(_secret_env("WANDB_API_KEY", wandb.api_key_secret.name, wandb.api_key_secret.key))
+    # The eval step's endpoint and a judge read their key from an env var named like the Secret's key.
+    refs: list[SecretKeyRef] = []
     endpoint = run.spec.steps.eval.backend.endpoint if run.spec.steps.eval else None
     if step == "eval" and endpoint and endpoint.api_key_secret:
-        ref: SecretKeyRef = endpoint.api_key_secret
-        # The eval step reads the key from an env var named like the Secret's key.
+        refs.append(endpoint.api_key_secret)
+    refs += judge_key_refs(run, step)
+    for ref in dict.fromkeys(refs):  # the endpoint and the judge may share one key
         envs.append(_secret_env(ref.key, ref.name, ref.key))
     return envs
+
+
+def judge_key_refs(run: FineTuneRun, step: str) -> list[SecretKeyRef]:
+    """The judge's key for each step that grades judge checks: eval and evaluate with their own
+    judge, and gguf, which scores the quantizations with evaluate's checks and judge."""
+    cfg = getattr(run.spec.steps, "evaluate" if step == "gguf" else step, None)
+    judge = getattr(cfg, "judge", None) if step in ("eval", "evaluate", "gguf") else None
+    endpoint = judge.backend.endpoint if judge else None
+    return [endpoint.api_key_secret] if endpoint and endpoint.api_key_secret else []
 
 
 def step_resources(run: FineTuneRun, step: str, settings: ControllerSettings) -> StepResources | None:

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from jobs.common.checks import load_synonyms
     from jobs.common.spec import Decoding
     from jobs.common.store import open_store
-    from jobs.eval.cache import AnswerCache
+    from jobs.common.answercache import AnswerCache
     from jobs.eval.run import answer_and_check, read_results, summarize, write_results
 
     if not args.results.is_file():

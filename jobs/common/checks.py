@@ -1,9 +1,10 @@
-"""Checks on a model's answer: exact, contains, regex, json_valid, any_of (with synonyms).
+"""Checks on a model's answer: exact, contains, regex, json_valid, any_of (with synonyms), judge.
 
 Shared by the eval and evaluate steps, so a change here changes both steps'
 cache keys. exact/contains/any_of without a value compare against the item's
 expected answer. Text is compared with whitespace collapsed, and case-folded
-unless `ignoreCase: false`.
+unless `ignoreCase: false`. A judge check's outcome is the judge model's verdict
+(jobs.common.judge asks for the verdicts of a batch first, then the checks run here).
 
 Synonyms are a JSON object of groups, `{"Berlin": ["Berlin city", "capital of Germany"]}`.
 A group applies to a candidate that equals its key or any of its members. The
@@ -17,7 +18,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from jobs.common.errors import InvalidInput
 from jobs.common.spec import Check
@@ -92,6 +93,15 @@ def _json_valid(response: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """The judge model's grade of one answer against one rubric."""
+
+    passed: bool
+    reason: str = ""
+    readable: bool = True  # False: the judge's reply held no verdict, which counts as a fail
+
+
+@dataclass(frozen=True)
 class Outcome:
     spec: Check
     passed: bool
@@ -113,7 +123,7 @@ class Outcome:
 
 def check_of(outcome: dict[str, Any]) -> Check:
     """The check an outcome line came from."""
-    return Check.model_validate({k: outcome[k] for k in ("type", "value", "values", "ignoreCase") if k in outcome})
+    return Check.model_validate({k: outcome[k] for k in ("type", "value", "values", "ignoreCase", "rubric") if k in outcome})
 
 
 def needs_expected(check: Check) -> bool:
@@ -121,12 +131,20 @@ def needs_expected(check: Check) -> bool:
 
 
 def label(check: Check) -> str:
+    if check.type == "judge":
+        return f"judge:{check.rubric[:60]}"
     target = check.value if check.value is not None else ("|".join(check.values) if check.values else "expected")
     return check.type if check.type == "json_valid" else f"{check.type}:{target[:60]}"
 
 
-def run_check(check: Check, response: str, expected: str | None, synonyms: Synonyms) -> Outcome:
+def run_check(
+    check: Check, response: str, expected: str | None, synonyms: Synonyms, verdict: Verdict | None = None
+) -> Outcome:
     ic = check.ignore_case
+    if check.type == "judge":
+        if verdict is None:
+            raise InvalidInput(f"check {label(check)} needs the judge's verdict (set the step's judge)")
+        return Outcome(check, verdict.passed, verdict.reason if verdict.readable else f"unreadable verdict: {verdict.reason}")
     target = check.value if check.value is not None else expected
     if needs_expected(check) and expected is None:
         raise InvalidInput(f"check {label(check)} needs the item's expected answer")
@@ -148,5 +166,9 @@ def run_check(check: Check, response: str, expected: str | None, synonyms: Synon
     return Outcome(check, hit is not None, f"matched {hit!r}" if hit else "")
 
 
-def run_checks(checks: list[Check], response: str, expected: str | None, synonyms: Synonyms) -> list[Outcome]:
-    return [run_check(c, response, expected, synonyms) for c in checks]
+def run_checks(
+    checks: list[Check], response: str, expected: str | None, synonyms: Synonyms, verdicts: Sequence[Verdict] = ()
+) -> list[Outcome]:
+    """Every check's outcome; the n-th judge check gets the n-th verdict."""
+    judged = iter(verdicts)
+    return [run_check(c, response, expected, synonyms, next(judged, None) if c.type == "judge" else None) for c in checks]

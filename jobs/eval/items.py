@@ -67,7 +67,8 @@ def _first_error(err: ValidationError) -> str:
     return f"{where}: {msg}" if where else msg
 
 
-def parse_items(text: str, default_checks: list[Check]) -> tuple[list[Item], list[Malformed]]:
+def parse_items(text: str, default_checks: list[Check], judged: bool = False) -> tuple[list[Item], list[Malformed]]:
+    """`judged`: the step has a judge, so items may carry judge checks."""
     items: list[Item] = []
     bad: list[Malformed] = []
     seen: dict[str, int] = {}
@@ -85,6 +86,9 @@ def parse_items(text: str, default_checks: list[Check]) -> tuple[list[Item], lis
         if item.id in seen:
             bad.append(Malformed(lineno, f"duplicate id {item.id!r} (first on line {seen[item.id]})"))
             continue
+        if not judged and any(c.type == "judge" for c in item.effective_checks(default_checks)):
+            bad.append(Malformed(lineno, f"item {item.id!r} has a judge check, which needs steps.eval.judge"))
+            continue
         if item.expected is None:
             missing = [label(c) for c in item.effective_checks(default_checks) if needs_expected(c)]
             if missing:
@@ -95,13 +99,15 @@ def parse_items(text: str, default_checks: list[Check]) -> tuple[list[Item], lis
     return items, bad
 
 
-def load_items(path: Path, default_checks: list[Check], allow_partial: bool) -> tuple[list[Item], list[Malformed]]:
+def load_items(
+    path: Path, default_checks: list[Check], allow_partial: bool, judged: bool = False
+) -> tuple[list[Item], list[Malformed]]:
     """The valid items and the malformed lines; raises InvalidData unless allowPartial covers them."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise InvalidData(f"{path}: not UTF-8 text ({err})") from None
-    items, bad = parse_items(text, default_checks)
+    items, bad = parse_items(text, default_checks, judged)
     if bad and not allow_partial:
         listed = "\n  ".join(str(b) for b in bad[:SHOWN_ERRORS])
         more = f"\n  ... and {len(bad) - SHOWN_ERRORS} more" if len(bad) > SHOWN_ERRORS else ""

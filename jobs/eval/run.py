@@ -19,11 +19,12 @@ from typing import Any, Callable
 from jobs.common.artifacts import now_iso, sha256_file
 from jobs.common.backends import ChatBackend, Reply
 from jobs.common.backends.factory import display_name, open_backend
-from jobs.common.checks import Synonyms, load_synonyms, run_checks
+from jobs.common.checks import Synonyms, Verdict, load_synonyms, run_checks
 from jobs.common.errors import InvalidData
+from jobs.common.judge import Case, Judge, agreement, needs_judge, open_judge
 from jobs.common.spec import Check, Decoding
 from jobs.common.stepctx import StepContext, StepResult
-from jobs.eval.cache import AnswerCache, answer_key
+from jobs.common.answercache import AnswerCache, answer_key
 from jobs.eval.items import Item, Malformed, load_items
 
 RESULTS = "results.jsonl"
@@ -37,6 +38,7 @@ class Stats:
     cache_misses: int = 0
     seconds: float = 0.0
     malformed: list[Malformed] = field(default_factory=list)
+    judge: dict[str, Any] | None = None  # the judge's calls, cache hits and unreadable verdicts
 
 
 def answer_and_check(
@@ -49,6 +51,7 @@ def answer_and_check(
     mode: str,
     cache: AnswerCache | None,
     progress: Callable[[int, int], None] = lambda done, total: None,
+    judge: Judge | None = None,
 ) -> tuple[list[dict[str, Any]], Stats]:
     """One result row per item, in item order."""
     started = time.perf_counter()
@@ -77,13 +80,20 @@ def answer_and_check(
     stats.model_calls = len(todo)
     if cache:
         stats.cache_hits, stats.cache_misses = cache.hits, cache.misses
-    rows = [_row(it, r, c, default_checks, synonyms) for it, r, c in zip(items, replies, cached)]
+    verdicts: list[list[Verdict]] = [[] for _ in items]
+    if judge is not None:
+        cases = [Case(it.effective_checks(default_checks), it.chat(), r.text, it.expected) for it, r in zip(items, replies)]
+        verdicts = judge.verdicts(cases)
+        stats.judge = judge.stats()
+    rows = [_row(it, r, c, default_checks, synonyms, v) for it, r, c, v in zip(items, replies, cached, verdicts)]
     stats.seconds = time.perf_counter() - started
     return rows, stats
 
 
-def _row(item: Item, reply: Reply, cached: bool, default_checks: list[Check], synonyms: Synonyms) -> dict[str, Any]:
-    outcomes = run_checks(item.effective_checks(default_checks), reply.text, item.expected, synonyms)
+def _row(
+    item: Item, reply: Reply, cached: bool, default_checks: list[Check], synonyms: Synonyms, verdicts: list[Verdict]
+) -> dict[str, Any]:
+    outcomes = run_checks(item.effective_checks(default_checks), reply.text, item.expected, synonyms, verdicts)
     return {
         "id": item.id,
         "messages": item.chat(),
@@ -117,6 +127,7 @@ def summarize(rows: list[dict[str, Any]], stats: Stats) -> dict[str, Any]:
         entry["passRate"] = round(entry["passed"] / entry["total"], 4)
     asked = [r["latency"] for r in rows if not r["cached"]]  # cached answers took no model time
     passed = sum(r["passed"] for r in rows)
+    judge = {**stats.judge, "agreement": agreement([r["checks"] for r in rows])} if stats.judge else None
     return {
         "items": len(rows),
         "passed": passed,
@@ -132,6 +143,7 @@ def summarize(rows: list[dict[str, Any]], stats: Stats) -> dict[str, Any]:
         },
         "malformed": [{"line": m.line, "error": m.error} for m in stats.malformed],
         "seconds": round(stats.seconds, 3),
+        "judge": judge,
     }
 
 
@@ -193,6 +205,7 @@ def build_meta(
         "identity": identity,
         "mode": cfg.mode,
         "checks": [c.model_dump(mode="json", by_alias=True) for c in cfg.checks],
+        "judge": cfg.judge.model_dump(mode="json", by_alias=True, exclude_none=True) if cfg.judge else None,
         "synonyms": synonyms,
         "options": {
             "concurrency": cfg.concurrency,
@@ -211,7 +224,7 @@ def build_meta(
 def run_step(ctx: StepContext) -> StepResult:
     cfg = ctx.config
     items_path = ctx.resolve(cfg.items)
-    items, malformed = load_items(items_path, list(cfg.checks), cfg.allow_partial)
+    items, malformed = load_items(items_path, list(cfg.checks), cfg.allow_partial, judged=cfg.judge is not None)
     synonyms = load_synonyms(
         ctx.resolve(cfg.synonyms) if cfg.synonyms else None,
         ctx.resolve(cfg.synonyms_override) if cfg.synonyms_override else None,
@@ -227,6 +240,8 @@ def run_step(ctx: StepContext) -> StepResult:
         retries=cfg.retries,
     )
     cache = AnswerCache(ctx.store, backend.identity, cfg.mode) if cfg.cache else None
+    judged = cfg.judge is not None and any(needs_judge(it.effective_checks(list(cfg.checks))) for it in items)
+    judge = open_judge(cfg.judge, ctx) if judged else None
     try:
         rows, stats = answer_and_check(
             items,
@@ -237,9 +252,12 @@ def run_step(ctx: StepContext) -> StepResult:
             mode=cfg.mode,
             cache=cache,
             progress=progress_of(ctx),
+            judge=judge,
         )
     finally:
         backend.close()
+        if judge is not None:
+            judge.close()
     stats.malformed = malformed
     meta = build_meta(ctx, synonyms, backend.identity, items_path, malformed)
     summary = summarize(rows, stats)
@@ -256,6 +274,9 @@ def run_step(ctx: StepContext) -> StepResult:
         "latencyP95": summary["latency"]["p95"],
         "malformed": len(malformed),
     }
+    if summary["judge"]:
+        agreed = summary["judge"]["agreement"] or {}
+        metrics |= {"judgeCalls": summary["judge"]["calls"], "judgeAgreement": agreed.get("agreement"), "judgeKappa": agreed.get("kappa")}
     ctx.progress.event("eval done", **metrics)
     return StepResult(metrics=metrics, outputs={"results": RESULTS, "summary": SUMMARY})
 

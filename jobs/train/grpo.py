@@ -74,10 +74,12 @@ def reward_terms(grpo: Grpo, default_checks: list[Check]) -> tuple[list[Callable
 
 
 def default_checks(spec: FineTuneRunSpec) -> list[Check]:
-    """The checks the run is judged by: evaluate's, else eval's, else the expected answer."""
+    """The checks the run is judged by: evaluate's, else eval's, else the expected answer.
+    Judge checks are left out: no judge model runs during training."""
     for step in (spec.steps.evaluate, spec.steps.eval):
-        if step is not None and step.checks:
-            return list(step.checks)
+        checks = [c for c in (step.checks if step is not None else []) if c.type != "judge"]
+        if checks:
+            return checks
     return list(DEFAULT_CHECKS)
 
 

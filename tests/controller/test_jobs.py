@@ -194,3 +194,20 @@ def test_the_schema_check_is_not_vacuous():
     job["spec"]["template"]["spec"]["containers"][0]["securityContext"]["dropAll"] = True
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(job, "1.33", strict=True)
+
+
+def test_a_judge_gets_its_key_by_secret_reference_in_the_steps_that_grade():
+    judge = {"backend": {"endpoint": {"baseUrl": "https://judge.example.com/v1", "model": "j",
+                                      "apiKeySecret": {"name": "judge-key", "key": "JUDGE_API_KEY"}}}}
+    checks = [{"type": "judge", "rubric": "answers politely"}]
+    base = run()
+    steps = base.spec.steps.model_dump(mode="json", by_alias=True, exclude_none=True)
+    steps["evaluate"] |= {"checks": checks, "judge": judge}
+    steps["eval"] |= {"judge": judge}
+    judged = run(steps=steps)
+    for step in STEP_ORDER:
+        env = env_of(build_job(judged, step, SETTINGS))
+        assert ("JUDGE_API_KEY" in env) == (step in ("eval", "evaluate", "gguf")), step
+        if "JUDGE_API_KEY" in env:
+            assert env["JUDGE_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "judge-key", "key": "JUDGE_API_KEY"}
+    assert ("judge-key", "JUDGE_API_KEY") in required_secrets(build_job(judged, "evaluate", SETTINGS))

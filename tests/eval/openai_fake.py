@@ -1,7 +1,7 @@
 """A small OpenAI-compatible chat server for tests and benchmarks.
 
 It answers `POST /v1/chat/completions` from a table (last user message ->
-answer, or an HTTP status to fail with; else an echo), after a fixed latency, and counts the calls. It can
+answer, or an HTTP status to fail with; else a reply function's answer or an echo), after a fixed latency, and counts the calls. It can
 require an API key and fail the next N calls with a status (429, 500, ...).
 The same service is reachable over real HTTP on 127.0.0.1 (`serve`) and as an
 ASGI app (`service.asgi`) for in-process use.
@@ -14,12 +14,19 @@ import threading
 import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 class FakeOpenAI:
-    def __init__(self, answers: dict[str, str | int] | None = None, latency: float = 0.0, api_key: str | None = None):
+    def __init__(
+        self,
+        answers: dict[str, str | int] | None = None,
+        latency: float = 0.0,
+        api_key: str | None = None,
+        reply: Callable[[str], str] | None = None,
+    ):
         self.answers = dict(answers or {})
+        self.reply = reply  # last user message -> answer, for questions not in the table (a judge's grading)
         self.latency = latency
         self.api_key = api_key
         self.calls = 0
@@ -55,7 +62,7 @@ class FakeOpenAI:
         with self._lock:
             self.bodies.append(body)
         question = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
-        answer = self.answers.get(question, f"echo: {question}")
+        answer = self.answers.get(question, self.reply(question) if self.reply else f"echo: {question}")
         if isinstance(answer, int):  # a question this server always fails on
             return answer, {"error": {"message": f"cannot answer {question!r}"}}
         return 200, {

@@ -1,5 +1,7 @@
 """The answer cache: a model's reply to a chat, keyed by what determines it.
 
+The eval step keeps its answers here, and the judge its verdicts (mode "judge").
+
 key = sha256(messages + decoding options + backend identity + eval mode)
 
 Entries live in the store as JSONL segments under
