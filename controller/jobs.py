@@ -16,9 +16,9 @@ import json
 from typing import Any
 
 from controller.settings import ControllerSettings
-from jobs.common.errors import PERMANENT_EXIT_CODES
+from jobs.common.errors import EXIT_PREEMPTED, PERMANENT_EXIT_CODES
 from jobs.common.names import LABEL_QUEUE, LABEL_RUN, LABEL_STEP
-from jobs.common.spec import FineTuneRun, SecretKeyRef, StepResources
+from jobs.common.spec import Distributed, FineTuneRun, SecretKeyRef, StepResources
 
 SCRATCH = "/scratch"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "finetune-operator"}
@@ -32,10 +32,29 @@ STORE_SECRET_KEYS = (
 )
 # Steps that log to W&B and so get its key; the others never see it.
 WANDB_STEPS = ("train",)
+# Steps that save a checkpoint on SIGTERM and exit EXIT_PREEMPTED; their next pod resumes from it.
+PREEMPTIBLE_STEPS = ("train",)
 
 
 def job_name(run: str, step: str) -> str:
     return f"{run}-{step}"
+
+
+def rendezvous_service(run: str) -> str:
+    """The headless Service that gives a multi-pod train step's pods their DNS names."""
+    return job_name(run, "train")
+
+
+def distributed(run: FineTuneRun, step: str) -> Distributed | None:
+    """The step's process layout: the train step's, None for the single-process steps."""
+    return run.spec.steps.train.distributed if step == "train" and run.spec.steps.train else None
+
+
+def _rendezvous_env(run: str, dist: Distributed) -> list[dict[str, Any]]:
+    # Pod 0 of an Indexed Job is `<job>-0`, and its subdomain makes it `<job>-0.<service>`; the node
+    # rank is the JOB_COMPLETION_INDEX the Job controller sets. One pod rendezvouses on loopback.
+    master = f"{job_name(run, 'train')}-0.{rendezvous_service(run)}" if dist.nodes > 1 else "127.0.0.1"
+    return [{"name": "MASTER_ADDR", "value": master}, {"name": "MASTER_PORT", "value": str(dist.port)}]
 
 
 def store_uri(run: FineTuneRun, settings: ControllerSettings) -> str | None:
@@ -110,17 +129,18 @@ def _resources(res: StepResources | None) -> dict[str, Any]:
 
 
 def _pod_failure_policy(step: str) -> dict[str, Any]:
-    return {
-        "rules": [
-            # A node drain or preemption is nobody's fault: retry without counting it.
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-            # Bad input, corrupt store, unmet gate: another attempt would fail the same way.
-            {
-                "action": "FailJob",
-                "onExitCodes": {"containerName": step, "operator": "In", "values": sorted(PERMANENT_EXIT_CODES)},
-            },
-        ]
-    }
+    # A node drain or preemption is nobody's fault: retry without counting it.
+    rules: list[dict[str, Any]] = [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+    if step in PREEMPTIBLE_STEPS:
+        # SIGTERM without a DisruptionTarget condition (a spot node going away): the step saved a
+        # checkpoint and said so with its exit code; the next pod resumes from it.
+        rules.append({"action": "Ignore", "onExitCodes": {"containerName": step, "operator": "In", "values": [EXIT_PREEMPTED]}})
+    # Bad input, corrupt store, unmet gate: another attempt would fail the same way.
+    rules.append({
+        "action": "FailJob",
+        "onExitCodes": {"containerName": step, "operator": "In", "values": sorted(PERMANENT_EXIT_CODES)},
+    })
+    return {"rules": rules}
 
 
 def build_job(run: FineTuneRun, step: str, settings: ControllerSettings) -> dict[str, Any]:
@@ -144,6 +164,9 @@ def build_job(run: FineTuneRun, step: str, settings: ControllerSettings) -> dict
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         *_credential_envs(run, step, settings),
     ]
+    dist = distributed(run, step)
+    if dist is not None:
+        env += _rendezvous_env(name, dist)
     container = {
         "name": step,
         "image": settings.images[step],
@@ -176,6 +199,8 @@ def build_job(run: FineTuneRun, step: str, settings: ControllerSettings) -> dict
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "scratch", "emptyDir": scratch}],
     }
+    if spec.job.termination_grace_period_seconds is not None:
+        pod_spec["terminationGracePeriodSeconds"] = spec.job.termination_grace_period_seconds
     if settings.step_service_account:
         pod_spec["serviceAccountName"] = settings.step_service_account
     if settings.image_pull_secrets:
@@ -196,6 +221,15 @@ def build_job(run: FineTuneRun, step: str, settings: ControllerSettings) -> dict
         "podFailurePolicy": _pod_failure_policy(step),
         "template": {"metadata": {"labels": labels}, "spec": pod_spec},
     }
+    if dist is not None and dist.nodes > 1:
+        # One pod per node, all at once; the pod of index i is reachable as `<job>-i.<service>`.
+        # The retry budget is per index and no index may use it up (maxFailedIndexes 0): one fault
+        # of the run fails every pod once (their collectives break), which costs each index one
+        # retry rather than `nodes` retries of a shared backoffLimit.
+        pod_spec["subdomain"] = rendezvous_service(name)
+        job_spec.pop("backoffLimit")
+        job_spec.update(completionMode="Indexed", completions=dist.nodes, parallelism=dist.nodes,
+                        backoffLimitPerIndex=spec.job.backoff_limit, maxFailedIndexes=0)
     if spec.job.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.job.active_deadline_seconds
     if spec.job.ttl_seconds_after_finished is not None:
@@ -207,6 +241,28 @@ def build_job(run: FineTuneRun, step: str, settings: ControllerSettings) -> dict
         "kind": "Job",
         "metadata": {"name": job_name(name, step), "namespace": namespace, "labels": job_labels},
         "spec": job_spec,
+    }
+
+
+def build_service(run: FineTuneRun) -> dict[str, Any] | None:
+    """The headless Service of a train step over several pods (None otherwise). Its pods get DNS
+    names while not yet ready, since ranks rendezvous before any readiness could be reported.
+    Owner references are added by the caller."""
+    dist = distributed(run, "train")
+    if dist is None or dist.nodes == 1:
+        return None
+    name, namespace = run.metadata.name, run.metadata.namespace
+    labels = {LABEL_RUN: name, LABEL_STEP: "train", **MANAGED_BY}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": rendezvous_service(name), "namespace": namespace, "labels": labels},
+        "spec": {
+            "clusterIP": "None",
+            "selector": {LABEL_RUN: name, LABEL_STEP: "train"},
+            "publishNotReadyAddresses": True,
+            "ports": [{"name": "rendezvous", "port": dist.port, "targetPort": dist.port, "protocol": "TCP"}],
+        },
     }
 
 

@@ -121,6 +121,28 @@ class Kube:
         # Filtered again here: a selector a server ignores must not hand us other Jobs' pods.
         return [p for p in items if (p.get("metadata", {}).get("labels") or {}).get(JOB_NAME_LABEL) == job]
 
+    # --- Services ----------------------------------------------------------------------
+
+    def create_service(self, namespace: str, service: dict[str, Any]) -> bool:
+        """Create the Service; False when one of that name already exists."""
+        try:
+            self.core.create_namespaced_service(namespace, service, _request_timeout=self.timeout)
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
+
+    def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            resp = self.core.read_namespaced_service(name, namespace, _preload_content=False,
+                                                     _request_timeout=self.timeout)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        return json.loads(resp.data)
+
     # --- Secrets -----------------------------------------------------------------------
 
     def secret_keys(self, namespace: str, name: str) -> set[str] | None:

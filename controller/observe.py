@@ -62,10 +62,18 @@ def job_info(body: dict[str, Any]) -> JobInfo | None:
         message=conds["Failed"].get("message") if "Failed" in conds else None,
         queued=bool((body.get("spec") or {}).get("suspend")) and not status.get("startTime"),
         deleting=bool(meta.get("deletionTimestamp")),
-        attempts=sum(int(status.get(k) or 0) for k in ("failed", "succeeded", "active")),
+        attempts=_attempts(body.get("spec") or {}, status),
         started=status.get("startTime"),
         finished=status.get("completionTime") or (done.get("lastTransitionTime") if done else None),
     )
+
+
+def _attempts(spec: dict[str, Any], status: dict[str, Any]) -> int:
+    """Attempts so far: failed pods plus the one running or done. A Job of several pods (an
+    Indexed Job, one pod per node) makes an attempt with all of them, and a fault fails each."""
+    pods = int(spec.get("completions") or 1) if spec.get("completionMode") == "Indexed" else 1
+    failed = -(-int(status.get("failed") or 0) // pods)
+    return failed + (1 if int(status.get("active") or 0) or int(status.get("succeeded") or 0) else 0)
 
 
 @dataclass(frozen=True)
@@ -182,10 +190,12 @@ def observe_step(job: JobInfo | None, prev: StepStatus | None, facts: StepFacts,
             progress=prev_progress,
             **common,
         )
+    progress = facts.progress or prev_progress
+    resumed = StepProgress.model_validate(progress).resume_note() if progress else None
     return Observed(
         phase="Running",
-        progress=facts.progress or prev_progress,
-        message="queued: waiting for Kueue to admit the Job" if job.queued else None,
+        progress=progress,
+        message="queued: waiting for Kueue to admit the Job" if job.queued else resumed,
         **common,
     )
 

@@ -85,6 +85,19 @@ CONTROLLER_RULES: list[dict[str, Any]] = [
     },
     {
         "apiGroups": [""],
+        "resources": ["services"],
+        "verbs": ["create"],
+        "why": "a train step over several pods gets a headless Service, created before its Job, "
+        "through which its pods reach the rendezvous master",
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["services"],
+        "verbs": ["get"],
+        "why": "on a Service name conflict, tell this run's Service from an earlier run's or a foreign one",
+    },
+    {
+        "apiGroups": [""],
         "resources": ["pods"],
         "verbs": ["list"],
         "why": "the termination message of a failed step's pod holds the step's error",

@@ -22,7 +22,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from controller.jobs import build_job, job_name, required_secrets, store_uri
+from controller.jobs import build_job, build_service, job_name, required_secrets, store_uri
 from controller.kube import Conflict, Kube
 from controller.metrics import Metrics
 from controller.observe import JobInfo, StepFacts, job_info, needs, observe, observe_step, pod_error, progress_fields
@@ -252,6 +252,9 @@ class Reconciler:
                 return msg, Observed(phase="NotStarted", attempts=start.attempt - 1, reason=Reason.SECRET_NOT_FOUND, message=msg)
         kopf.adopt(job, owner=body)
         jname = job["metadata"]["name"]
+        blocked = self._ensure_service(run, body) if start.step == "train" else None
+        if blocked:
+            return None, Observed(phase="Running", job=jname, message=blocked)
         if self.kube.create_job(ns, job):
             log.info("created Job %s/%s", ns, jname)
             created = observe_step(job_info(job), None, StepFacts(), uid)
@@ -265,6 +268,24 @@ class Reconciler:
             return None, observe_step(info, prev_step, StepFacts(), uid)
         msg = f"a Job named {jname} exists that is not a step of this run; delete it to let the run go on"
         return None, Observed(phase="Running", job=jname, message=msg)
+
+    def _ensure_service(self, run: FineTuneRun, body: dict[str, Any]) -> str | None:
+        """Create the headless Service a step over several pods needs, before its Job (its pods'
+        names resolve only through it); or say whose Service holds the name."""
+        service = build_service(run)
+        if service is None:
+            return None
+        kopf.adopt(service, owner=body)
+        ns, sname = run.metadata.namespace, service["metadata"]["name"]
+        if self.kube.create_service(ns, service):
+            log.info("created Service %s/%s", ns, sname)
+            return None
+        existing = self.kube.get_service(ns, sname)
+        owners = [r.get("uid") for r in ((existing or {}).get("metadata") or {}).get("ownerReferences") or [] if r.get("controller")]
+        if existing is not None and owners == [body["metadata"].get("uid")]:
+            return None  # ours, from an earlier reconcile
+        return (f"waiting for Service {sname} of an earlier run or another owner to be deleted: "
+                "the train step's pods find each other through it")
 
     def _waiting_for_secret(self, status: RunStatus, prev: RunStatus, message: str, now: str) -> RunStatus:
         started = any(s.attempts or s.phase != "Pending" for s in status.steps)

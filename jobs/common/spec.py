@@ -386,6 +386,19 @@ class Distributed(Model):
     rendezvous_timeout_seconds: int = Field(default=300, ge=5, le=3600, description="Pre-flight: every rank must join within this.")
     port: int = Field(default=29500, ge=1024, le=65535, description="The master's rendezvous port.")
 
+    @model_validator(mode="after")
+    def _shipped_strategy(self) -> Distributed:
+        if self.strategy == "zero3":
+            raise ValueError(
+                "strategy: zero3 runs DeepSpeed, which the train image does not ship; fsdp (FSDP2) shards "
+                "parameters, gradients and optimizer states across the processes as ZeRO-3 does"
+            )
+        return self
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.procs_per_node
+
 
 class TrainStep(Model):
     method: Literal["sft", "dpo", "classification", "grpo", "kto", "orpo"] = "sft"
@@ -419,6 +432,15 @@ class TrainStep(Model):
     def _one_warmup(self) -> TrainStep:
         if self.warmup_steps is not None and self.warmup_ratio:
             raise ValueError("set warmupSteps or warmupRatio, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _quantized_needs_adapters(self) -> TrainStep:
+        # 4-bit base weights are frozen: only LoRA adapters can train over them. Under fsdp the
+        # train step stores them as bfloat16 (bitsandbytes' bnb_4bit_quant_storage for FSDP-QLoRA),
+        # so FSDP shards them like the other weights; under ddp every process holds them whole.
+        if self.quantization == "4bit" and self.lora is None:
+            raise ValueError("quantization: 4bit (QLoRA) trains LoRA adapters over frozen 4-bit weights; set lora")
         return self
 
     @model_validator(mode="after")
@@ -535,6 +557,11 @@ class StepResources(Model):
     cpu: Quantity | None = None
     memory: Quantity | None = None
     gpu: int | None = Field(default=None, ge=0, le=64, alias="nvidia.com/gpu")
+    gpu_memory: Quantity | None = Field(
+        default=None,
+        description="Memory of one GPU on the nodes the step runs on, e.g. 80Gi: not a request (GPUs come "
+        "whole); ftctl validate warns when the train step's estimate (ftctl estimate) exceeds it.",
+    )
 
 
 class Resources(Model):
@@ -585,6 +612,11 @@ class JobPolicy(Model):
     backoff_limit: int = Field(default=2, ge=0, le=20)
     active_deadline_seconds: int | None = Field(default=None, gt=0, le=30 * 86400)
     ttl_seconds_after_finished: int | None = Field(default=86400, ge=0, le=30 * 86400)
+    termination_grace_period_seconds: int | None = Field(
+        default=None, ge=1, le=3600,
+        description="Seconds a step's pod has after SIGTERM (node drain, preemption) before it is killed: the "
+        "train step saves a checkpoint in them. Unset: the cluster's default (30).",
+    )
 
 
 class FineTuneRunSpec(Model):
@@ -636,6 +668,12 @@ class FineTuneRunSpec(Model):
                 raise ValueError(f"steps.evaluate.gate: {err}") from None
         if train and train.method == "classification" and "gguf" in enabled:
             raise ValueError("steps.gguf: a classification model cannot be exported to GGUF")
+        gpus = self.resources.train.gpu if self.resources.train else None
+        if train and gpus and train.distributed.procs_per_node > gpus:
+            raise ValueError(
+                f"steps.train.distributed.procsPerNode: {train.distributed.procs_per_node} processes per pod, but "
+                f"resources.train asks for {gpus} GPU(s) (nvidia.com/gpu): each process needs a GPU of its own"
+            )
         return self
 
 

@@ -56,6 +56,17 @@ class StepProgress(Model):
     loss: float | None = None
     tokens_per_sec: float | None = None
     eta_seconds: float | None = None
+    # Written by a train step that resumed from a checkpoint: the step it resumed from, and the
+    # step at which SIGTERM stopped the pod before it (when a preemption, not a crash, ended it).
+    resumed_from: int | None = Field(default=None, ge=0)
+    preempted_at: int | None = Field(default=None, ge=0)
+
+    def resume_note(self) -> str | None:
+        """What the step's status message says about a resumed attempt."""
+        if self.resumed_from is None:
+            return None
+        resumed = f"resumed from step {self.resumed_from}"
+        return resumed if self.preempted_at is None else f"preempted at step {self.preempted_at}, {resumed}"
 
 
 class StepStatus(Model):

@@ -128,6 +128,7 @@ def test_rbac_rules_are_justified_and_minimal():
         ("", "events"): ["create"],
         ("", "pods"): ["list"],
         ("", "secrets"): ["get"],
+        ("", "services"): ["create", "get"],
         ("batch", "jobs"): ["create", "delete", "get", "list", "watch"],
         ("finetune.dev", "finetuneruns"): ["get", "list", "patch", "watch"],
         ("finetune.dev", "finetuneruns/finalizers"): ["update"],
