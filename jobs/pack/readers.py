@@ -17,6 +17,8 @@ Formats:
                   be a message list and chosen/rejected assistant message lists (TRL's conversational
                   shape, also without prompt: the shared turns are the prompt), or OpenAI's preference
                   rows {"input": {"messages"}, "preferred_output", "non_preferred_output"}
+    openai_chat and sharegpt files whose keys or role names differ are renamed first by the
+    source's chatFields (jobs.pack.fieldmap).
     KTO rows (a completion with label true/false) are refused: pack writes no KTO data, and an
     answer labelled false must never become an SFT target.
     eval_results  the eval step's results.jsonl: a {"meta"} line, then items with id,
@@ -31,12 +33,16 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs.common.errors import InvalidData, MissingInput
 from jobs.pack.conversations import content_text, pending_call_id, sharegpt_tools, tool_call_message
+from jobs.pack.fieldmap import remap_row
 from jobs.pack.records import Record, chat
 from jobs.pack.validate import example_problems, message_problems
+
+if TYPE_CHECKING:
+    from jobs.common.spec import ChatFields
 
 ROLES = ("instruction", "input", "output", "text", "label", "system")
 # Column names recognised for each role when a source gives no `columns` mapping.
@@ -354,9 +360,15 @@ def _tools(where: str, value: Any) -> list[dict[str, Any]] | None:
 OPENAI_KEYS = {"id", "messages", "tools", "parallel_tool_calls"}
 
 
-def read_openai_chat(name: str, text: str) -> list[Record]:
-    records = []
+def _chat_rows(name: str, text: str, fields: ChatFields | None, fmt: str) -> Iterator[tuple[str, Any]]:
+    """The rows of a chat file, renamed from the file's key and role names (chatFields) to the format's."""
     for where, row in json_rows(name, text):
+        yield where, remap_row(where, _object(where, row), fields, fmt) if fields is not None else row
+
+
+def read_openai_chat(name: str, text: str, fields: ChatFields | None = None) -> list[Record]:
+    records = []
+    for where, row in _chat_rows(name, text, fields, "openai_chat"):
         image = None
         if isinstance(row, dict):
             messages, image = _messages(where, row.get("messages"))
@@ -375,9 +387,9 @@ def read_openai_chat(name: str, text: str) -> list[Record]:
     return records
 
 
-def read_sharegpt(name: str, text: str) -> list[Record]:
+def read_sharegpt(name: str, text: str, fields: ChatFields | None = None) -> list[Record]:
     records = []
-    for where, row in json_rows(name, text):
+    for where, row in _chat_rows(name, text, fields, "sharegpt"):
         row = _object(where, row)
         turns = row.get("conversations")
         if not isinstance(turns, list) or not turns:
@@ -527,7 +539,8 @@ def read_eval_results(name: str, text: str, curate: str) -> list[Record]:
 
 
 def read_source(
-    name: str, data: bytes, fmt: str, *, columns: dict[str, str] | None = None, curate: str = "passed"
+    name: str, data: bytes, fmt: str, *, columns: dict[str, str] | None = None, curate: str = "passed",
+    chat_fields: ChatFields | None = None,
 ) -> list[Record]:
     """All rows of one data file. An empty file or one without rows is an error."""
     text = decode(name, data)
@@ -535,9 +548,9 @@ def read_source(
         raise InvalidData(f"{name}: the file is empty; there is nothing to pack")
     columns = columns or {}
     readers = {
-        "openai_chat": lambda: read_openai_chat(name, text),
+        "openai_chat": lambda: read_openai_chat(name, text, chat_fields),
         "alpaca": lambda: read_mapped(name, text, columns, ALPACA_FIELDS),
-        "sharegpt": lambda: read_sharegpt(name, text),
+        "sharegpt": lambda: read_sharegpt(name, text, chat_fields),
         "csv": lambda: read_csv(name, text, columns),
         "json": lambda: read_mapped(name, text, columns),
         "dpo": lambda: read_dpo(name, text),

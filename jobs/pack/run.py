@@ -38,7 +38,9 @@ def read_sources(ctx: StepContext) -> tuple[list[Record], list[dict[str, Any]]]:
             name, path = _source_file(ctx, source)
             data = read_file(path, name)
             fmt = source.format or ("eval_results" if source.from_step else detect_format(name, data))
-            rows = read_source(name, data, fmt, columns=source.columns, curate=ctx.config.curate)
+            rows = read_source(
+                name, data, fmt, columns=source.columns, curate=ctx.config.curate, chat_fields=source.chat_fields
+            )
         except InvalidInput as err:
             raise type(err)(f"data.sources[{i}]: {err.message}") from None
         for row in rows:
