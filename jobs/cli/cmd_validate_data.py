@@ -2,7 +2,8 @@
 
 Prints each problem as `FILE:LINE: kind: message`, then a count per kind, and
 exits non-zero when any file has a problem. The 10-example minimum applies to
-training files only.
+training files only. Tokens are cl100k_base's, or with --model DIR those of the model's own
+tokenizer and chat template (jobs.pack.modeltokens).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from jobs.common.errors import EXIT_INVALID
+from jobs.pack.modeltokens import model_chat_tokens
 from jobs.pack.readers import read_file
 from jobs.pack.validate import DEFAULT_MAX_TOKENS, format_report, validate_chat_jsonl
 
@@ -40,14 +42,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-tokens", type=_positive, default=DEFAULT_MAX_TOKENS,
         help=f"token limit per example (default {DEFAULT_MAX_TOKENS})",
     )
+    parser.add_argument(
+        "--model", type=Path, default=None,
+        help="count tokens with this model's tokenizer and chat template (a model directory or a .gguf "
+        "file) instead of cl100k_base",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    count = model_chat_tokens(args.model) if args.model else None
     ok = True
     for path, training in [*((p, True) for p in args.files), *((p, False) for p in args.val)]:
         name = str(path)
-        result = validate_chat_jsonl(read_file(path, name), args.max_tokens, training=training)
+        result = validate_chat_jsonl(
+            read_file(path, name), args.max_tokens, training=training,
+            count=count, counted_with=count.name if count else None,
+        )
         for line in format_report(name, result):
             print(line)
         ok = ok and result.ok

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,14 @@ def chat_tokens(messages: list[dict[str, Any]]) -> int:
             if key == "name":
                 total += TOKENS_PER_NAME
     return total
+
+
+# (messages, tools) -> tokens: cl100k_base by default, a model's own with validate-data --model.
+ChatTokens = Callable[[list[dict[str, Any]], "list[dict[str, Any]] | None"], int]
+
+
+def _cl100k_chat_tokens(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> int:
+    return chat_tokens(messages)
 
 
 @dataclass(frozen=True)
@@ -121,15 +130,21 @@ def example_problems(example: Any) -> list[tuple[str, str]]:
     return found
 
 
-def validate_chat_jsonl(data: bytes, max_tokens: int = DEFAULT_MAX_TOKENS, training: bool = True) -> Validation:
+def validate_chat_jsonl(
+    data: bytes, max_tokens: int = DEFAULT_MAX_TOKENS, training: bool = True,
+    count: ChatTokens | None = None, counted_with: str | None = None,
+) -> Validation:
     """All problems of a chat fine-tuning file, each with its 1-based line number. The minimum
-    number of examples is a rule for training files only, not for validation files."""
+    number of examples is a rule for training files only, not for validation files. `count`
+    (named `counted_with` in messages) counts a conversation's tokens; cl100k_base by default."""
+    count = count or _cl100k_chat_tokens
+    counted_with = counted_with or tokenizer_name()
     result = Validation()
     lines = data.split(b"\n")
     if lines and not lines[-1].strip():
         lines.pop()  # the newline that ends the last line
     for number, raw in enumerate(lines, start=1):
-        problems = _line_problems(raw, number, max_tokens)
+        problems = _line_problems(raw, number, max_tokens, count, counted_with)
         result.examples += not any(p.kind == "blank_line" for p in problems)
         result.problems += problems
     if training and result.examples < MIN_EXAMPLES:
@@ -140,7 +155,7 @@ def validate_chat_jsonl(data: bytes, max_tokens: int = DEFAULT_MAX_TOKENS, train
     return result
 
 
-def _line_problems(raw: bytes, number: int, max_tokens: int) -> list[Problem]:
+def _line_problems(raw: bytes, number: int, max_tokens: int, count: ChatTokens, counted_with: str) -> list[Problem]:
     if number == 1:
         raw = raw.removeprefix(b"\xef\xbb\xbf")
     try:
@@ -159,10 +174,10 @@ def _line_problems(raw: bytes, number: int, max_tokens: int) -> list[Problem]:
         # pack refuses these too: nothing after the last answer would be learned from
         found.append(Problem(number, "last_message_not_assistant", "the last message is not the assistant's"))
     if not found:
-        tokens = chat_tokens(example["messages"])
+        tokens = count(example["messages"], example.get("tools"))
         if tokens > max_tokens:
             found.append(
-                Problem(number, "too_long", f"{tokens} tokens ({tokenizer_name()}), over the limit of {max_tokens}")
+                Problem(number, "too_long", f"{tokens} tokens ({counted_with}), over the limit of {max_tokens}")
             )
     return found
 
