@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from jobs.cli.cmd_estimate import fit_warning
 from jobs.common.errors import InvalidSpec
 from jobs.common.specio import load_run
 
@@ -34,4 +35,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         steps = ", ".join(ftr.spec.steps.enabled())
         print(f"{path}: ok ({ftr.metadata.namespace}/{ftr.metadata.name}; steps: {steps})")
+        warning = fit_warning(ftr, path.parent)
+        if warning:
+            print(f"{path}: warning: {warning}", file=sys.stderr)
     return 2 if bad else 0

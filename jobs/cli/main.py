@@ -2,6 +2,7 @@
 
     ftctl init DIR          write a sample project
     ftctl validate RUN.yaml check a manifest
+    ftctl estimate RUN.yaml memory per GPU of its train step
     ftctl run RUN.yaml      run the enabled steps locally
     ftctl status RUN        what ran, where the outputs are, timings
     ftctl serve             the OpenAI-compatible fine-tuning API
@@ -19,6 +20,7 @@ from jobs.common.errors import FtError
 COMMANDS = [
     "jobs.cli.cmd_init",
     "jobs.cli.cmd_validate",
+    "jobs.cli.cmd_estimate",
     "jobs.cli.cmd_validate_data",
     "jobs.cli.cmd_run",
     "jobs.cli.cmd_status",
