@@ -7,10 +7,11 @@ from datetime import datetime
 from rich.console import Console
 from rich.table import Table
 
-from jobs.common import artifacts
+from jobs.common import artifacts, keys
 from jobs.common.errors import MissingInput
-from jobs.common.gate import METRICS
+from jobs.common.gate import GATE_KEYS, gate_name
 from jobs.common.store import Store
+from jobs.common.training_report import FILE as TRAINING_REPORT
 from jobs.pipeline.local import read_status
 
 
@@ -44,6 +45,9 @@ def print_summary(console: Console, store: Store, namespace: str, run: str) -> d
         console.print(f"error {status['error']['code']}: {status['error']['message']}", style="red", markup=False, soft_wrap=True)
     for name, uri in sorted(status.get("artifacts", {}).items()):
         console.print(f"  {name:<14} {uri}", markup=False, soft_wrap=True)
+    training = training_report_uri(store, namespace, run, status)
+    if training:
+        console.print(f"  training report: {training}", markup=False, soft_wrap=True)
     evaluate = artifacts.read_manifest(store, namespace, run, "evaluate")
     if evaluate:
         print_before_after(console, evaluate.get("metrics", {}))
@@ -53,9 +57,19 @@ def print_summary(console: Console, store: Store, namespace: str, run: str) -> d
     return status
 
 
+def training_report_uri(store: Store, namespace: str, run: str, status: dict) -> str | None:
+    """Where the run's training_report.md is: the evaluate step's (written even when its gate
+    failed and nothing was committed), else the train step's."""
+    key = keys.join(keys.step_prefix(namespace, run, "evaluate"), TRAINING_REPORT)
+    if store.size(key) is not None:
+        return f"{store.uri}/{key}"
+    return status.get("artifacts", {}).get("trainingReport")
+
+
 def print_before_after(console: Console, metrics: dict) -> None:
     """The evaluate step's base vs tuned figures, from its manifest."""
-    rows = [(m, metrics[f"base{m}"], metrics[f"tuned{m}"]) for m in METRICS if f"base{m}" in metrics and f"tuned{m}" in metrics]
+    names = [(gate_name("", k), gate_name("base", k), gate_name("tuned", k)) for k in GATE_KEYS]
+    rows = [(m, metrics[b], metrics[t]) for m, b, t in names if b in metrics and t in metrics]
     if not rows:
         return
     table = Table(title="before / after (test split)")

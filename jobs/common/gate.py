@@ -12,28 +12,67 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-METRICS = ("PassRate", "ExactMatch", "TokenF1", "Loss", "Perplexity", "Accuracy", "F1Macro")
-GATE_METRICS: tuple[str, ...] = tuple(f"{who}{m}" for who in ("base", "tuned") for m in METRICS)
-# What the evaluate step measures (jobs.evaluate): a classifier's labels, or a generative
-# model's answers. A gate naming anything else could only fail after training.
-CLASSIFIER_METRICS = ("PassRate", "Loss", "Accuracy", "F1Macro")
-GENERATIVE_METRICS = ("PassRate", "ExactMatch", "TokenF1", "Loss", "Perplexity")
+# metrics.json keys the gate reads; a gate names them base<Key> / tuned<Key> (passRate: basePassRate).
+GENERATION_KEYS = ("passRate", "exactMatch", "tokenF1", "loss", "perplexity")
+LABEL_KEYS = ("accuracy", "f1Macro", "f1Micro", "f1Weighted", "precisionMacro", "recallMacro")
+GATE_KEYS = GENERATION_KEYS + LABEL_KEYS
+# Not per-example statistics: the paired bootstrap gives them no interval.
+NO_INTERVAL_KEYS = ("f1Macro", "f1Micro", "f1Weighted", "precisionMacro", "recallMacro")
 
 
-def measured_metrics(train_method: str) -> tuple[str, ...]:
-    return CLASSIFIER_METRICS if train_method == "classification" else GENERATIVE_METRICS
+def gate_name(who: str, key: str) -> str:
+    """The gate's name of a metrics.json key for "base" or "tuned": gate_name("tuned", "f1Macro") is tunedF1Macro."""
+    return who + key[0].upper() + key[1:]
 
 
-def check_measured(text: str, train_method: str) -> None:
-    """Raise ValueError naming each metric of the gate that a `train_method` run does not measure."""
-    measured = measured_metrics(train_method)
-    named = [t for c in parse_gate(text) for _, t in (*c.left, *c.right) if isinstance(t, str)]
-    missing = sorted({t for t in named if t.removeprefix("base").removeprefix("tuned") not in measured})
-    if missing:
-        raise ValueError(
-            f"gate names {', '.join(missing)}, which a {train_method} run does not measure; "
-            f"it measures base/tuned {', '.join(measured)}"
+GATE_METRICS: tuple[str, ...] = tuple(gate_name(who, k) for who in ("base", "tuned") for k in GATE_KEYS)
+
+
+def measured_keys(train_method: str, labelled: bool) -> tuple[str, ...]:
+    """What the evaluate step measures: a classifier's labels; a generative model's answers, and
+    when every answer is a label (a label column), the labels it generates as well."""
+    if train_method == "classification":
+        return ("passRate", "loss", *LABEL_KEYS)
+    return GENERATION_KEYS + (LABEL_KEYS if labelled else ())
+
+
+def gate_terms(text: str) -> set[str]:
+    return {t for c in parse_gate(text) for _, t in (*c.left, *c.right) if isinstance(t, str)}
+
+
+def metric_key(name: str) -> str:
+    """The metrics.json key of a gate name: metric_key("tunedF1Macro") is f1Macro."""
+    bare = name.removeprefix("base").removeprefix("tuned")
+    return bare[0].lower() + bare[1:]
+
+
+def check_measured(text: str, train_method: str, labelled: bool) -> None:
+    """Raise ValueError naming each metric of the gate that such a run does not measure."""
+    measured = measured_keys(train_method, labelled)
+    missing = sorted(t for t in gate_terms(text) if metric_key(t) not in measured)
+    if not missing:
+        return
+    hint = ""
+    if train_method in ("sft", "grpo") and any(metric_key(t) in LABEL_KEYS for t in missing):
+        hint = (
+            "; a generative run measures the labels it generates when every answer is a label column: "
+            "name it in data.sources[].columns, e.g. {text: chunk_text, label: frame_name}"
         )
+    raise ValueError(
+        f"gate names {', '.join(missing)}, which a {train_method} run does not measure; "
+        f"it measures base/tuned {', '.join(gate_name('', k) for k in measured)}{hint}"
+    )
+
+
+def check_confidence(text: str) -> None:
+    """Raise ValueError when a confident gate names a metric without a bootstrap interval."""
+    no_interval = sorted(t for t in gate_terms(text) if metric_key(t) in NO_INTERVAL_KEYS)
+    if no_interval:
+        raise ValueError(
+            f"{', '.join(no_interval)} has no bootstrap interval (not a per-example statistic); "
+            "gate on accuracy, or drop gateConfidence"
+        )
+
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 _TOKEN = re.compile(r"\s*(>=|<=|==|>|<|\+|-|[A-Za-z][A-Za-z0-9]*|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")

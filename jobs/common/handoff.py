@@ -1,8 +1,10 @@
 """What one step hands the next, read in one place so that no step imports another: a packed
-row as the conversation every step renders it, and the train step's trained weights."""
+row as the conversation every step renders it, pack's report and label set, and the train
+step's trained weights."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,3 +49,22 @@ def train_output(ctx: StepContext) -> tuple[str, Path]:
     if not path.is_dir():
         raise MissingInput(f"the train step's {kind} folder {outputs[kind]!r} is missing from its output")
     return kind, path
+
+
+def pack_report(ctx: StepContext) -> dict[str, Any] | None:
+    """Pack's report.json (counts, drops, labels), or None when its output names none."""
+    report = ctx.input_manifest("pack").get("outputs", {}).get("report")
+    if report is None:
+        return None
+    path = ctx.input_dir("pack", only=report) / report
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InvalidData(f"the pack step's {report} is not readable JSON: {err}") from None
+
+
+def pack_labels(ctx: StepContext) -> list[str] | None:
+    """The label set pack reported when every packed answer is a label (a classification run, or a
+    generative mapping onto a label column), else None."""
+    labels = (pack_report(ctx) or {}).get("labels")
+    return sorted(labels["all"]) if labels else None

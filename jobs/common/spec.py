@@ -483,6 +483,18 @@ class EvaluateStep(Model):
             parse_gate(v)
         return v
 
+    @model_validator(mode="after")
+    def _confident_gate_has_intervals(self) -> EvaluateStep:
+        if self.gate and self.gate_confidence is not None:
+            from jobs.common.gate import check_confidence
+
+            try:
+                check_confidence(self.gate)
+            except ValueError as err:
+                raise ValueError(f"gateConfidence: {err}") from None
+        return self
+
+
 
 def _quant_names() -> set[str]:
     from jobs.common.quant import QUANT_TYPES
@@ -661,10 +673,15 @@ class FineTuneRunSpec(Model):
         gate = self.steps.evaluate.gate if self.steps.evaluate else None
         if train and gate:
             from jobs.common.gate import check_measured
+            from jobs.common.labels import labelled_sources
 
+            labelled = self.steps.pack is not None and self.steps.pack.format in ("openai_chat", "alpaca") and (
+                self.data is not None and labelled_sources(self.data.sources)
+            )
             try:
-                check_measured(gate, train.method)
+                check_measured(gate, train.method, labelled)
             except ValueError as err:
+
                 raise ValueError(f"steps.evaluate.gate: {err}") from None
         if train and train.method == "classification" and "gguf" in enabled:
             raise ValueError("steps.gguf: a classification model cannot be exported to GGUF")

@@ -17,7 +17,7 @@ from jobs.common.gate import Comparison, margin
 from jobs.evaluate.metrics import GATE_NAMES
 
 SEED = 0
-RATE_COLUMNS = {"passRate": "passed", "exactMatch": "exactMatch", "tokenF1": "tokenF1", "accuracy": "passed"}
+RATE_COLUMNS = {"passRate": "passed", "exactMatch": "exactMatch", "tokenF1": "tokenF1", "accuracy": "correct"}
 
 
 def resample_indices(n: int, samples: int, seed: int = SEED) -> np.ndarray:

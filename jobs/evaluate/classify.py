@@ -68,7 +68,7 @@ def _side(predictions: list[tuple[int, float | None]], examples: list[Example], 
     rows = []
     for (pred, nll), example in zip(predictions, examples):
         answer = labels[pred]
-        rows.append({"answer": answer, "passed": answer == example.expected, "nll": nll, "checks": []})
+        rows.append({"answer": answer, "passed": answer == example.expected, "correct": answer == example.expected, "nll": nll, "checks": []})
     losses = [r["nll"] for r in rows if r["nll"] is not None]
     metrics = classification_metrics([e.expected for e in examples], [r["answer"] for r in rows], labels)
     metrics.update(passRate=metrics["accuracy"], loss=round(sum(losses) / len(losses), 4) if losses else None)

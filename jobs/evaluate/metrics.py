@@ -13,6 +13,8 @@ import string
 from collections import Counter
 from typing import Any, Sequence
 
+from jobs.common.gate import GATE_KEYS, gate_name
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
 
@@ -55,34 +57,42 @@ def generation_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float | None
 
 
 def classification_metrics(expected: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
-    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+    """Accuracy and the precision/recall/F1 family over `labels` (scikit-learn). A prediction outside
+    the labels is wrong: it lowers accuracy and recall, and is no class's prediction. Averages
+    take the labels that occur, expected or predicted (scikit-learn's default without the answers
+    outside the set); perClass lists every label."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-    p, r, f, _ = precision_recall_fscore_support(expected, predicted, labels=list(labels), average="macro", zero_division=0)
-    _, _, fw, _ = precision_recall_fscore_support(expected, predicted, labels=list(labels), average="weighted", zero_division=0)
-    per_class = precision_recall_fscore_support(expected, predicted, labels=list(labels), zero_division=0)
+    occurring = set(expected) | set(predicted)
+    present = [label for label in labels if label in occurring]
+
+    def averaged(average: str | None) -> Any:
+        chosen = list(labels) if average is None else present
+        return precision_recall_fscore_support(expected, predicted, labels=chosen, average=average, zero_division=0)
+
+    (p, r, f, _), (_, _, fmicro, _), (_, _, fw, _) = averaged("macro"), averaged("micro"), averaged("weighted")
+    matrix_labels = [*labels, *sorted({x for x in predicted if x not in labels})]
     return {
         "accuracy": round(float(accuracy_score(expected, predicted)), 4),
         "f1Macro": round(float(f), 4),
+        "f1Micro": round(float(fmicro), 4),
+        "f1Weighted": round(float(fw), 4),
         "precisionMacro": round(float(p), 4),
         "recallMacro": round(float(r), 4),
-        "f1Weighted": round(float(fw), 4),
         "perClass": {
             label: {"precision": round(float(pc), 4), "recall": round(float(rc), 4), "f1": round(float(fc), 4), "support": int(n)}
-            for label, pc, rc, fc, n in zip(labels, *per_class)
+            for label, pc, rc, fc, n in zip(labels, *averaged(None))
+        },
+        # rows: expected, columns: predicted; answers outside the label set get columns of their own
+        "confusion": {
+            "labels": matrix_labels,
+            "matrix": confusion_matrix(expected, predicted, labels=matrix_labels).tolist(),
         },
     }
 
 
 # metrics.json key -> the gate's metric suffix (gate names are base<Suffix> / tuned<Suffix>)
-GATE_NAMES = {
-    "passRate": "PassRate",
-    "exactMatch": "ExactMatch",
-    "tokenF1": "TokenF1",
-    "loss": "Loss",
-    "perplexity": "Perplexity",
-    "accuracy": "Accuracy",
-    "f1Macro": "F1Macro",
-}
+GATE_NAMES = {key: gate_name("", key) for key in GATE_KEYS}
 
 
 def gate_metrics(base: dict[str, Any], tuned: dict[str, Any]) -> dict[str, float]:

@@ -1,4 +1,6 @@
-"""report.html and metrics.png: the before/after table, the training loss curve, the charts.
+"""report.html, metrics.png and confusion.png: the before/after table, the training loss curve,
+the charts, and for labels the per-label table, the confusion matrices and the answers outside
+the label set.
 
 Images are embedded as base64 PNGs and the styles are inline, so the report
 renders from a file with no network access.
@@ -27,6 +29,7 @@ LABELS = {
     "perplexity": "perplexity",
     "accuracy": "accuracy",
     "f1Macro": "F1 (macro)",
+    "f1Micro": "F1 (micro)",
     "precisionMacro": "precision (macro)",
     "recallMacro": "recall (macro)",
     "f1Weighted": "F1 (weighted)",
@@ -69,6 +72,26 @@ def metrics_chart(base: dict[str, Any], tuned: dict[str, Any]) -> bytes:
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="upper right", ncols=2, frameon=False)
     fig.suptitle("base vs tuned on the test split", x=0.02, ha="left")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def confusion_chart(base: dict[str, Any], tuned: dict[str, Any]) -> bytes:
+    """Base and tuned confusion matrices side by side (rows: expected, columns: predicted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    size = max(len(base["confusion"]["labels"]), len(tuned["confusion"]["labels"]))
+    fig, axes = plt.subplots(1, 2, figsize=(2 * (2.5 + 0.55 * size), 2.2 + 0.55 * size))
+    for ax, (who, side) in zip(axes, (("base", base), ("tuned", tuned))):
+        names, matrix = side["confusion"]["labels"], np.array(side["confusion"]["matrix"])
+        shown = [n if len(n) <= 14 else n[:13] + "…" for n in names]
+        ConfusionMatrixDisplay(matrix, display_labels=shown).plot(ax=ax, colorbar=False, cmap="Blues", xticks_rotation=45)
+        ax.set_title(f"{who} (F1 macro {side['f1Macro']:.3f})")
     fig.tight_layout()
     return _png(fig)
 
@@ -149,9 +172,16 @@ def write(
     train_metrics: Path,
     *,
     model_name: str,
-) -> None:
+) -> dict[str, str]:
+    """Write the report and its charts; returns the files written by output name."""
+    written = {"report": "report.html", "chart": "metrics.png"}
     chart = metrics_chart(metrics["base"], metrics["tuned"])
-    (out / "metrics.png").write_bytes(chart)
+    (out / written["chart"]).write_bytes(chart)
+    confusion = None
+    if "confusion" in metrics["base"]:
+        confusion = confusion_chart(metrics["base"], metrics["tuned"])
+        written["confusion"] = "confusion.png"
+        (out / written["confusion"]).write_bytes(confusion)
     curve = loss_curve(read_train_metrics(train_metrics))
     samples = [
         {"id": e.id, "input": e.input, "expected": e.expected, "base": r["base"], "tuned": r["tuned"]}
@@ -164,8 +194,10 @@ def write(
             "table": comparison_table(metrics["base"], metrics["tuned"], (metrics.get("intervals") or {}).get("deltas")),
             "chart": base64.b64encode(chart).decode(),
             "curve": base64.b64encode(curve).decode() if curve else None,
+            "confusion": base64.b64encode(confusion).decode() if confusion else None,
             "samples": samples,
             "shown": len(samples),
         }
     )
-    (out / "report.html").write_text(html, encoding="utf-8")
+    (out / written["report"]).write_text(html, encoding="utf-8")
+    return written

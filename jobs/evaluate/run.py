@@ -4,8 +4,10 @@
 
 Both models answer every test example with the same decoding settings (one
 loaded model: the adapter is switched off for the base answers) and score the
-reference answers for loss and perplexity. Outputs: predictions.csv,
-predictions.jsonl, metrics.json, report.html and metrics.png.
+reference answers for loss and perplexity. When every answer is a label (pack reported a label
+set: a classifier, or SFT on a label column), the labels are scored as well: accuracy, the
+precision/recall/F1 family, per label, and confusion.png. Outputs: predictions.csv,
+predictions.jsonl, metrics.json, report.html, metrics.png (and confusion.png).
 
 Promotion gate: when steps.evaluate.gate is not met, the report files are still
 uploaded, so people can read why, but no manifest is committed: the step fails
@@ -19,29 +21,25 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from jobs.common import training_report
 from jobs.common.backends.hf import HFBackend
 from jobs.common.checks import DEFAULT_CHECKS, run_checks
 from jobs.common.errors import GateNotMet, InvalidSpec
-from jobs.common.gate import evaluate_gate, parse_gate
-from jobs.common.handoff import train_output
+from jobs.common.gate import check_confidence, check_measured, evaluate_gate, measured_keys
+from jobs.common.handoff import pack_labels, pack_report, train_output
 from jobs.common.spec import Check, Decoding
 from jobs.common.stepctx import StepContext, StepResult
+from jobs.common.tracking import MetricsLog, NullTracker, plot_loss
 from jobs.evaluate import report
 from jobs.evaluate.bootstrap import clause_bounds, delta_intervals, resampled_gate_metrics
-from jobs.evaluate.metrics import GATE_NAMES, exact_match, gate_metrics, generation_metrics, token_f1
+from jobs.evaluate.generated_labels import score_labels
+from jobs.evaluate.metrics import exact_match, gate_metrics, generation_metrics, token_f1
 from jobs.evaluate.testset import Example, read_test_split
 
-# What each kind of run measures (keys of metrics.json's base/tuned), by "is classification".
-MEASURED = {
-    False: ("passRate", "exactMatch", "tokenF1", "loss", "perplexity"),
-    True: ("passRate", "accuracy", "f1Macro", "loss"),
-}
 OUTPUTS = {
-    "report": "report.html",
     "metrics": "metrics.json",
     "predictions": "predictions.csv",
     "predictionsJsonl": "predictions.jsonl",
-    "chart": "metrics.png",
 }
 
 
@@ -81,7 +79,8 @@ def per_check(rows: list[dict[str, Any]]) -> dict[str, float]:
     return {name: round(sum(v) / len(v), 4) for name, v in totals.items()}
 
 
-def generative(ctx: StepContext, examples: list[Example]) -> dict[str, Any]:
+def generative(ctx: StepContext, examples: list[Example], labels: list[str] | None) -> dict[str, Any]:
+    """Base and tuned answers; when every answer is a label, the labels they generate are scored too."""
     from jobs.common.backends.hf import load_hf_backend
     from jobs.common.modelload import base_model_dir, load_causal_lm
 
@@ -103,7 +102,7 @@ def generative(ctx: StepContext, examples: list[Example]) -> dict[str, Any]:
 
     base_rows = answer(base, examples, cfg.decoding, checks, tick)
     tuned_rows = answer(tuned, examples, cfg.decoding, checks, tick)
-    return {
+    result = {
         "kind": kind,
         "checks": [c.model_dump(mode="json", by_alias=True) for c in checks],
         "base": generation_metrics(base_rows),
@@ -111,26 +110,31 @@ def generative(ctx: StepContext, examples: list[Example]) -> dict[str, Any]:
         "perCheck": {"base": per_check(base_rows), "tuned": per_check(tuned_rows)},
         "rows": [{"base": b, "tuned": t} for b, t in zip(base_rows, tuned_rows)],
     }
+    if labels is not None:
+        ids, expected = [e.id for e in examples], [e.expected for e in examples]
+        result["labels"], result["outsideLabelSet"] = labels, {}
+        for who, rows in (("base", base_rows), ("tuned", tuned_rows)):
+            scored, outside = score_labels(ids, expected, rows, labels)
+            result[who].update(scored)
+            result["outsideLabelSet"][who] = outside
+    return result
 
 
-def require_measurable(gate: str | None, fmt: str, confidence: float | None = None) -> None:
-    """Fail before any model runs when the gate names a metric this kind of run does not measure,
-    or, with gateConfidence, one that has no bootstrap interval (F1 macro)."""
+def require_measurable(gate: str | None, method: str, labelled: bool, confidence: float | None = None) -> None:
+    """Fail before any model runs when the gate names a metric this run does not measure (the spec
+    checks this from what it says of the data; pack's labels are what evaluate has), or, with
+    gateConfidence, one that has no bootstrap interval."""
     if not gate:
         return
-    measured = {f"{who}{GATE_NAMES[k]}" for who in ("base", "tuned") for k in MEASURED[fmt == "classification"]}
-    used = {t for c in parse_gate(gate) for _, t in (*c.left, *c.right) if isinstance(t, str)}
-    if used - measured:
-        raise InvalidSpec(
-            f"steps.evaluate.gate uses {', '.join(sorted(used - measured))}, which this run does not measure; "
-            f"measured: {', '.join(sorted(measured))}"
-        )
-    no_interval = sorted(t for t in used if t.endswith(GATE_NAMES["f1Macro"]))
-    if confidence is not None and no_interval:
-        raise InvalidSpec(
-            f"steps.evaluate.gateConfidence: {', '.join(no_interval)} has no bootstrap interval "
-            "(F1 macro is not a per-example statistic); gate on accuracy, or drop gateConfidence"
-        )
+    try:
+        check_measured(gate, method, labelled)
+    except ValueError as err:
+        raise InvalidSpec(f"steps.evaluate.gate: {err}") from None
+    if confidence is not None:
+        try:
+            check_confidence(gate)
+        except ValueError as err:
+            raise InvalidSpec(f"steps.evaluate.gateConfidence: {err}") from None
 
 
 def check_gate(
@@ -163,20 +167,52 @@ def write_predictions(out: Path, examples: list[Example], rows: list[dict[str, A
             writer.writerow([example.id, example.input, example.expected, b["answer"], t["answer"], b["passed"], t["passed"], b.get("tokenF1", ""), t.get("tokenF1", "")])
 
 
+def write_training_report(
+    ctx: StepContext, metrics: dict[str, Any], examples: list[Example], rows: list[dict[str, Any]], train_metrics: Path
+) -> dict[str, str]:
+    """training_report.md beside report.html: the train step's page completed with the before/after
+    figures and sample generations; the loss curves are drawn again from train's metrics.jsonl."""
+    config_path = ctx.input_dir("train", only="train_config.json") / "train_config.json"
+    written = {"trainingReport": training_report.FILE}
+    log = MetricsLog(train_metrics, NullTracker()) if train_metrics.is_file() else None
+    if log is not None and log.series("loss"):
+        plot_loss(log, ctx.out / training_report.LOSS_PLOT, f"{ctx.name}: training loss")
+        written["lossPlot"] = training_report.LOSS_PLOT
+    parts = training_report.ReportParts(
+        run=f"{ctx.namespace}/{ctx.name}",
+        model=ctx.spec.model.name or ctx.spec.model.location,
+        train_config=json.loads(config_path.read_text()) if config_path.is_file() else {"method": ctx.spec.steps.train.method},
+        train_metrics=ctx.input_manifest("train").get("metrics", {}),
+        pack_report=pack_report(ctx),
+        loss_plot=written.get("lossPlot"),
+        has_val_loss=bool(log and log.series("eval_loss")),
+        before_after=report.comparison_table(metrics["base"], metrics["tuned"]),
+        samples=[
+            {"id": e.id, "input": e.input, "expected": e.expected, "base": r["base"]["answer"], "tuned": r["tuned"]["answer"]}
+            for e, r in list(zip(examples, rows))[: training_report.SAMPLES]
+        ],
+        gate=metrics.get("gate"),
+    )
+    (ctx.out / training_report.FILE).write_text(training_report.render(parts), encoding="utf-8")
+    return written
+
+
 def run_step(ctx: StepContext) -> StepResult:
     cfg = ctx.config
-    fmt = ctx.spec.steps.pack.format
-    require_measurable(cfg.gate, fmt, cfg.gate_confidence)
+    fmt, method = ctx.spec.steps.pack.format, ctx.spec.steps.train.method
+    labels = pack_labels(ctx) if fmt in ("openai_chat", "alpaca") else None
+    require_measurable(cfg.gate, method, labels is not None, cfg.gate_confidence)
     examples = read_test_split(ctx.input_dir("pack", only="test.jsonl") / "test.jsonl", fmt, cfg.max_items)
     if fmt == "classification":
         from jobs.evaluate.classify import classification
 
         result = classification(ctx, examples)
     else:
-        result = generative(ctx, examples)
+        result = generative(ctx, examples, labels)
     flat = gate_metrics(result["base"], result["tuned"])
     sides = [r["base"] for r in result["rows"]], [r["tuned"] for r in result["rows"]]
-    resampled = resampled_gate_metrics(*sides, MEASURED[fmt == "classification"], cfg.bootstrap_samples)
+    measured = measured_keys(method, "labels" in result)
+    resampled = resampled_gate_metrics(*sides, measured, cfg.bootstrap_samples)
     level = cfg.gate_confidence or 0.95
     gate = check_gate(cfg.gate, flat, resampled, cfg.gate_confidence)
     metrics = {
@@ -188,6 +224,8 @@ def run_step(ctx: StepContext) -> StepResult:
         "tuned": result["tuned"],
         "checks": result.get("checks"),
         "perCheck": result.get("perCheck"),
+        "labels": result.get("labels"),
+        "outsideLabelSet": result.get("outsideLabelSet"),
         "gateMetrics": flat,
         "intervals": {"level": level, "samples": cfg.bootstrap_samples, "deltas": delta_intervals(flat, resampled, level)},
         "gate": gate,
@@ -196,11 +234,12 @@ def run_step(ctx: StepContext) -> StepResult:
     write_predictions(out, examples, result["rows"])
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
     train_metrics = ctx.input_dir("train", only="metrics.jsonl") / "metrics.jsonl"
-    report.write(out, metrics, examples, result["rows"], train_metrics, model_name=ctx.spec.model.name or ctx.spec.model.location)
+    written = report.write(out, metrics, examples, result["rows"], train_metrics, model_name=ctx.spec.model.name or ctx.spec.model.location)
+    written.update(write_training_report(ctx, metrics, examples, result["rows"], train_metrics))
     ctx.upload_outputs()
     if gate and not gate["passed"]:
         raise GateNotMet(
             f"steps.evaluate.gate {gate['expression']!r} not met: {gate['explanation']} "
             f"(report uploaded to {ctx.writer.prefix}/report.html; nothing committed)"
         )
-    return StepResult(metrics={**flat, "examples": len(examples), "gatePassed": gate["passed"] if gate else None}, outputs=OUTPUTS)
+    return StepResult(metrics={**flat, "examples": len(examples), "gatePassed": gate["passed"] if gate else None}, outputs={**OUTPUTS, **written})

@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from jobs.common.errors import InvalidData, MissingInput
+from jobs.common.labels import LABEL_COLUMNS, answer_is_label
 from jobs.pack.conversations import content_text, pending_call_id, sharegpt_tools, tool_call_message
 from jobs.pack.fieldmap import remap_row
 from jobs.pack.records import Record, chat
@@ -51,7 +52,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "input": ("input", "context"),
     "output": ("output", "answer", "response", "completion"),
     "text": ("text", "chunk_text", "sentence"),
-    "label": ("label", "frame_name", "category", "class"),
+    "label": LABEL_COLUMNS,
     "system": ("system", "system_prompt"),
 }
 ALPACA_FIELDS = {"instruction": "instruction", "input": "input", "output": "output", "system": "system"}
@@ -227,7 +228,7 @@ def _mapped_record(where: str, row_id: str, values: dict[str, str], mapping: dic
         instruction, extra = values["instruction"], values.get("input", "")
         # A generative mapping onto a label column (output: frame_name) is classification by intent:
         # the answer is kept as the row's label, so splits are stratified and dedupe is label-aware.
-        labelled = mapping["output"] in ALIASES["label"]
+        labelled = answer_is_label(mapping)
         return Record(
             row_id, where, chat(f"{instruction}\n\n{extra}" if extra else instruction, values["output"], system),
             instruction=instruction, input=extra, label=values["output"].strip() if labelled else None,

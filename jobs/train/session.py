@@ -17,6 +17,7 @@ from jobs.common.modelload import bf16_supported, has_gpu
 from jobs.common.spec import TrainStep
 from jobs.common.stepctx import StepContext, StepResult
 from jobs.common.tracking import MetricsLog, Tracker, open_tracker, plot_loss
+from jobs.common.training_report import FILE as TRAINING_REPORT, LOSS_PLOT, hardware
 from jobs.train.callbacks import ProgressCallback
 from jobs.train.checkpoints import (
     KEEP,
@@ -25,6 +26,7 @@ from jobs.train.checkpoints import (
     CheckpointStore,
     checkpoint_step,
 )
+from jobs.train.report import write_training_report
 
 
 @dataclass
@@ -202,19 +204,17 @@ class Session:
             "lastLoss": round(losses[-1], 4) if losses else None,
             **metrics,
         }
-        (out / "train_config.json").write_text(
-            json.dumps(
-                {
-                    "method": self.cfg.method,
-                    "baseModel": self.ctx.spec.model.model_dump(mode="json", by_alias=True, exclude_none=True),
-                    "train": self.cfg.model_dump(mode="json", by_alias=True),
-                    "resolved": config,
-                    "versions": {p: metadata.version(p) for p in ("torch", "transformers", "trl", "peft")},
-                },
-                indent=2,
-            )
-        )
-        plot_loss(self.metrics, out / "loss.png", f"{self.ctx.name}: {self.cfg.method} training loss")
+        train_config = {
+            "method": self.cfg.method,
+            "baseModel": self.ctx.spec.model.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "train": self.cfg.model_dump(mode="json", by_alias=True),
+            "resolved": config,
+            "versions": {p: metadata.version(p) for p in ("torch", "transformers", "trl", "peft")},
+            "hardware": hardware(),
+        }
+        (out / "train_config.json").write_text(json.dumps(train_config, indent=2))
+        plot_loss(self.metrics, out / LOSS_PLOT, f"{self.ctx.name}: {self.cfg.method} training loss")
+        write_training_report(self.ctx, train_config, metrics, has_val_loss=bool(self.metrics.series("eval_loss")))
         self.tracker.summary(metrics)
         self.tracker.finish()
         self.ctx.upload_outputs()
@@ -222,6 +222,6 @@ class Session:
         note = self._note(metrics)
         return StepResult(
             metrics=metrics,
-            outputs={artifact: f"{artifact}/", "lossPlot": "loss.png"},
+            outputs={artifact: f"{artifact}/", "lossPlot": LOSS_PLOT, "trainingReport": TRAINING_REPORT},
             extra={"note": note} if note else {},
         )

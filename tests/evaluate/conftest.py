@@ -40,10 +40,11 @@ def run_evaluate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     store_uri = (tmp_path / "store").as_uri()
     store = open_store(store_uri)
 
-    def run(spec: dict[str, Any], test_rows: list[dict[str, Any]], train_files: dict[str, Path]) -> dict[str, Any]:
+    def run(spec: dict[str, Any], test_rows: list[dict[str, Any]], train_files: dict[str, Path],
+            pack_files: dict[str, Path] | None = None) -> dict[str, Any]:
         test = tmp_path / "test.jsonl"
         test.write_text("".join(json.dumps(r) + "\n" for r in test_rows))
-        commit(store, "tiny", "pack", {"test.jsonl": test})
+        commit(store, "tiny", "pack", {"test.jsonl": test, **(pack_files or {})})
         commit(store, "tiny", "train", train_files)
         monkeypatch.setenv("FT_SPEC", json.dumps(spec))
         monkeypatch.setenv("FT_STORE_URI", store_uri)

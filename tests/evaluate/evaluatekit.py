@@ -87,6 +87,8 @@ def commit(store: Any, run: str, step: str, files: dict[str, Path]) -> None:
             writer.add_file(rel, local)
     # as the train step names its weights: {"adapter": "adapter/"} or {"model": "model/"}
     outputs = {rel: f"{rel}/" for rel in files if rel in ("adapter", "model")}
+    if "report.json" in files:  # as pack names its report
+        outputs["report"] = "report.json"
     writer.commit(input_key=f"test-{step}", code_version="test", outputs=outputs)
 
 

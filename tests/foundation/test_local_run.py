@@ -96,3 +96,25 @@ def test_status_shows_before_after_from_the_evaluate_manifest(tmp_path):
     text = console.export_text()
     assert "before / after" in text
     assert "PassRate" in text and "+0.7000" in text and "-0.6000" in text
+
+
+def test_status_says_where_the_training_report_is(tmp_path):
+    from rich.console import Console
+
+    from jobs.cli.report import print_summary
+    from jobs.common.store import open_store
+
+    store = open_store((tmp_path / "s").as_uri())
+    train_report = f"{store.uri}/runs/ns/r/train/training_report.md"
+    status = {"phase": "Failed", "steps": [], "artifacts": {"trainingReport": train_report}}
+    store.put_bytes("runs/ns/r/status.json", json.dumps(status).encode())
+
+    def shown() -> str:
+        console = Console(record=True, width=300)
+        print_summary(console, store, "ns", "r")
+        return console.export_text()
+
+    assert f"training report: {train_report}" in shown()
+    # a failed gate commits nothing, but the evaluate step's complete report is uploaded
+    store.put_bytes("runs/ns/r/evaluate/training_report.md", b"# Training report")
+    assert f"training report: {store.uri}/runs/ns/r/evaluate/training_report.md" in shown()

@@ -38,7 +38,7 @@ def test_classification_trains_selects_and_reports(make_run, tiny_bert, lora):
     )
     manifest = run.execute()
     artifact = "adapter" if lora else "model"
-    assert manifest["outputs"] == {artifact: f"{artifact}/", "lossPlot": "loss.png"}
+    assert manifest["outputs"] == {artifact: f"{artifact}/", "lossPlot": "loss.png", "trainingReport": "training_report.md"}
     m = manifest["metrics"]
     for key in ("testAccuracy", "testF1Macro", "testF1Micro", "testF1Weighted", "testPrecisionMacro",
                 "testRecallMacro", "valF1Macro"):

@@ -150,13 +150,18 @@ def make_run(tmp_path):
     from jobs.common.store import open_store
 
     def make(*, model: dict[str, str], train: dict[str, Any], splits: dict[str, list[Any]],
-             fmt: str = "openai_chat", tracking: dict | None = None) -> TrainRun:
+             fmt: str = "openai_chat", tracking: dict | None = None, pack_report: dict | None = None) -> TrainRun:
         store = open_store((tmp_path / "store").as_uri())
         pack = StepWriter(store, "default", "tiny", "pack")
         pack.begin()
         for name, rows in splits.items():
             pack.add_file(f"{name}.jsonl", write_jsonl(tmp_path / f"{name}.jsonl", rows))
-        pack.commit(input_key="pack-key", code_version="test")
+        outputs = {}
+        if pack_report is not None:  # as pack names its report.json
+            (tmp_path / "report.json").write_text(json.dumps(pack_report))
+            pack.add_file("report.json", tmp_path / "report.json")
+            outputs["report"] = "report.json"
+        pack.commit(input_key="pack-key", code_version="test", outputs=outputs)
         spec = {
             "apiVersion": "finetune.dev/v1alpha1",
             "kind": "FineTuneRun",
