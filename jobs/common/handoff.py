@@ -14,16 +14,28 @@ if TYPE_CHECKING:
     from jobs.common.stepctx import StepContext
 
 
-def chat_messages(row: dict[str, Any], where: str) -> list[dict[str, str]]:
-    """The conversation of an openai_chat or alpaca row."""
+def _is_message(m: Any) -> bool:
+    """{role, content} with text content; an assistant's tool calls may stand in for the text, and a
+    tool result names the call it answers."""
+    if not (isinstance(m, dict) and isinstance(m.get("role"), str)):
+        return False
+    calls = m.get("tool_calls")
+    if calls is not None and not (isinstance(calls, list) and all(isinstance(c, dict) and "function" in c for c in calls)):
+        return False
+    if m["role"] == "tool" and not isinstance(m.get("tool_call_id"), str):
+        return False
+    return isinstance(m.get("content"), str) or (m.get("content") is None and bool(calls))
+
+
+def chat_messages(row: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """The conversation of an openai_chat or alpaca row (openai_chat: tool calls and results too)."""
     if "messages" in row:
         messages = row["messages"]
-        ok = isinstance(messages, list) and all(
-            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-            for m in messages
-        )
-        if not ok:
-            raise InvalidData(f"{where}: messages must be a list of {{role, content}} objects with string values")
+        if not (isinstance(messages, list) and all(map(_is_message, messages))):
+            raise InvalidData(
+                f"{where}: messages must be a list of {{role, content}} objects with string content "
+                "(or an assistant's tool_calls, or a tool result with its tool_call_id)"
+            )
     elif isinstance(row.get("instruction"), str) and isinstance(row.get("output"), str):
         prompt = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
         messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": row["output"]}]
@@ -32,6 +44,14 @@ def chat_messages(row: dict[str, Any], where: str) -> list[dict[str, str]]:
     if not any(m["role"] == "assistant" for m in messages):
         raise InvalidData(f"{where}: no assistant message to learn from")
     return messages
+
+
+def chat_tools(row: dict[str, Any], where: str) -> list[dict[str, Any]] | None:
+    """The functions an openai_chat row's conversation may call (OpenAI's `tools`), or None."""
+    tools = row.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+        raise InvalidData(f"{where}: tools must be a list of tool objects")
+    return tools or None
 
 
 def train_output(ctx: StepContext) -> tuple[str, Path]:

@@ -13,10 +13,17 @@ Two ways to find those tokens:
 
 An assistant message with `weight: 0` (OpenAI's chat format) is never trained on, whichever loss
 is chosen: such conversations are masked by rendering prefixes, which locates every message.
+
+Tool use: the row's `tools` go to the template (`apply_chat_template(tools=...)`), assistant tool
+calls are trained like any assistant message and tool results are masked like user turns. Tool
+call arguments are handed over as objects, the shape HF chat templates expect. A template that
+cannot render tool use (it fails on a call, or leaves out a called function, a tool result or an
+offered tool) is refused rather than trained on a conversation with its calls missing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Callable
 
@@ -25,7 +32,12 @@ from jobs.common.errors import InvalidInput
 log = logging.getLogger(__name__)
 
 Encoded = dict[str, list[int]]  # input_ids and assistant_masks
-Encoder = Callable[[list[dict[str, str]]], Encoded]
+Tools = list[dict[str, Any]] | None
+Encoder = Callable[[list[dict[str, Any]], Tools], Encoded]
+
+
+class ToolsNotRendered(Exception):
+    """The chat template has no (working) support for the row's tool use."""
 
 # For base models that ship no chat template: plain role headers, EOS closing each assistant turn.
 FALLBACK_TEMPLATE = (
@@ -44,21 +56,70 @@ def ensure_chat_template(tokenizer: Any) -> None:
 def chat_encoder(tokenizer: Any, assistant_only: bool) -> Encoder:
     encode = _encoder(tokenizer, assistant_only)
 
-    def encoder(messages: list[dict[str, Any]]) -> Encoded:
+    def encoder(messages: list[dict[str, Any]], tools: Tools = None) -> Encoded:
+        if tools or any(m.get("tool_calls") or m.get("role") == "tool" for m in messages):
+            messages = template_messages(messages)
+            check_tools_rendered(tokenizer, messages, tools)
         if any(m.get("weight") == 0 for m in messages):
-            return _masked_by_prefixes(tokenizer, messages, only_assistant=assistant_only)
-        return encode(messages)
+            return _masked_by_prefixes(tokenizer, messages, tools, only_assistant=assistant_only)
+        return encode(messages, tools)
 
     return encoder
 
 
+def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI's tool calls, whose arguments are a JSON string, with the arguments as an object."""
+    out = []
+    for message in messages:
+        if message.get("tool_calls"):
+            calls = [{**c, "function": {**c["function"], "arguments": _arguments(c["function"].get("arguments"))}}
+                     for c in message["tool_calls"]]
+            message = {**message, "tool_calls": calls}
+        out.append(message)
+    return out
+
+
+def _arguments(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def check_tools_rendered(tokenizer: Any, messages: list[dict[str, Any]], tools: Tools) -> None:
+    """Raise ToolsNotRendered unless the rendered conversation shows every call, result and tool."""
+    try:
+        text = _render(tokenizer, messages, tools=tools)
+    except Exception as err:  # noqa: BLE001 - jinja raises whatever the template trips on
+        raise ToolsNotRendered(
+            f"the base model's chat template cannot render tool calls ({type(err).__name__}: {err}); "
+            "train tool use on a model whose chat template supports tools"
+        ) from None
+    # A template renders tool use when leaving the calls (or the offered tools) out changes the text.
+    without_calls = [{"role": m["role"], "content": m.get("content") or ""} if m.get("tool_calls") else m for m in messages]
+    left_out = [
+        what for what, same in (
+            ("the tool calls", any(m.get("tool_calls") for m in messages)
+             and _render(tokenizer, without_calls, tools=tools) == text),
+            ("the offered tools", bool(tools) and _render(tokenizer, messages) == text),
+        ) if same
+    ]
+    if left_out:
+        raise ToolsNotRendered(
+            f"the base model's chat template leaves {' and '.join(left_out)} out of the conversation: "
+            "train tool use on a model whose chat template supports tools"
+        )
+
+
 def _encoder(tokenizer: Any, assistant_only: bool) -> Encoder:
     if not assistant_only:
-        return lambda messages: _all_tokens(tokenizer, messages)
+        return lambda messages, tools=None: _all_tokens(tokenizer, messages, tools)
     template = _marked_template(tokenizer)
     if template is not None:
-        return lambda messages: _masked_by_markers(tokenizer, template, messages)
-    return lambda messages: _masked_by_prefixes(tokenizer, messages)
+        return lambda messages, tools=None: _masked_by_markers(tokenizer, template, messages, tools)
+    return lambda messages, tools=None: _masked_by_prefixes(tokenizer, messages, tools)
 
 
 def _marked_template(tokenizer: Any) -> str | None:
@@ -79,31 +140,36 @@ def _marked_template(tokenizer: Any) -> str | None:
     return template if is_chat_template_stop_token_trained(tokenizer, chat_template=template) else None
 
 
-def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+def _render(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool = False, tools: Tools = None) -> str:
+    return tokenizer.apply_chat_template(
+        messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt
+    )
 
 
-def _all_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> Encoded:
-    ids = tokenizer(_render(tokenizer, messages), add_special_tokens=False)["input_ids"]
+def _all_tokens(tokenizer: Any, messages: list[dict[str, Any]], tools: Tools = None) -> Encoded:
+    ids = tokenizer(_render(tokenizer, messages, tools=tools), add_special_tokens=False)["input_ids"]
     return {"input_ids": ids, "assistant_masks": [1] * len(ids)}
 
 
-def _masked_by_markers(tokenizer: Any, template: str, messages: list[dict[str, str]]) -> Encoded:
+def _masked_by_markers(tokenizer: Any, template: str, messages: list[dict[str, Any]], tools: Tools = None) -> Encoded:
     out = tokenizer.apply_chat_template(
-        messages, chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        messages, tools=tools, chat_template=template, tokenize=True, return_dict=True,
+        return_assistant_tokens_mask=True,
     )
     return {"input_ids": list(out["input_ids"]), "assistant_masks": list(out["assistant_masks"])}
 
 
-def _masked_by_prefixes(tokenizer: Any, messages: list[dict[str, Any]], only_assistant: bool = True) -> Encoded:
+def _masked_by_prefixes(
+    tokenizer: Any, messages: list[dict[str, Any]], tools: Tools = None, only_assistant: bool = True
+) -> Encoded:
     """Trained: the assistant messages (every token when not `only_assistant`), less those of weight 0."""
-    text = _render(tokenizer, messages)
+    text = _render(tokenizer, messages, tools=tools)
     spans, unweighted = [], []
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = _render(tokenizer, messages[:i], generation_prompt=True)
-        through = _render(tokenizer, messages[: i + 1])
+        before = _render(tokenizer, messages[:i], generation_prompt=True, tools=tools)
+        through = _render(tokenizer, messages[: i + 1], tools=tools)
         if not (through.startswith(before) and text.startswith(through)):
             raise InvalidInput(
                 "steps.train.assistantOnlyLoss: this model's chat template renders earlier turns differently "

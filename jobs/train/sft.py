@@ -19,8 +19,8 @@ from jobs.common.modelload import load_causal_lm, load_tokenizer
 from jobs.common.spec import TrainStep
 from jobs.common.stepctx import StepResult
 from jobs.train.adapters import check_target_modules, lora_config
-from jobs.train.chat import chat_encoder, ensure_chat_template
-from jobs.common.handoff import chat_messages
+from jobs.train.chat import ToolsNotRendered, chat_encoder, ensure_chat_template
+from jobs.common.handoff import chat_messages, chat_tools
 from jobs.train.data import Split, Splits
 from jobs.train.packed_rows import train_packed_rows
 from jobs.train.session import Session
@@ -43,7 +43,11 @@ def tokenize(split: Split, tokenizer: Any, assistant_only: bool) -> Any:
     encode = chat_encoder(tokenizer, assistant_only)
     rows = []
     for i, row in enumerate(split.rows):
-        encoded = encode(chat_messages(row, split.where(i)))
+        where = split.where(i)
+        try:
+            encoded = encode(chat_messages(row, where), chat_tools(row, where))
+        except ToolsNotRendered as err:
+            raise InvalidData(f"{where}: {err}") from None
         if 1 not in encoded["assistant_masks"]:
             raise InvalidData(f"{split.where(i)}: the assistant messages are empty, nothing to learn")
         rows.append(encoded)
