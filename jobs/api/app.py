@@ -42,6 +42,7 @@ class Settings:
     template: JobTemplate
     work_root: Path
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    cluster: bool = False  # jobs become FineTuneRuns through the Kubernetes API, not local processes
 
 
 def _tenant(request: Request) -> Tenant:
@@ -64,7 +65,12 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.state.keyring = settings.keyring
     records = Records(settings.store)
-    worker = LocalWorker(records, settings.work_root)
+    if settings.cluster:
+        from jobs.api.cluster import ClusterWorker
+
+        worker = ClusterWorker(records, settings.work_root, settings.keyring.namespaces())
+    else:
+        worker = LocalWorker(records, settings.work_root)
     models = ServedModels(records, settings.template, settings.work_root, created=int(time.time()))
 
     @app.middleware("http")
@@ -128,29 +134,30 @@ def create_app(settings: Settings) -> FastAPI:
             raise not_found("fine-tuning job", job_id, "fine_tuning_job_id")
         return job
 
-    def _training_uri(t: Tenant, req: JobCreate) -> str:
-        """Where the run reads the training file: as uploaded, or converted to pack's dpo rows."""
-        data = records.file_content(t.namespace, req.training_file) or b""
+    def _data_uri(t: Tenant, req: JobCreate, param: str) -> str:
+        """Where the run reads the training or validation file (`param`): as uploaded, or converted
+        to pack's dpo rows. Both are checked alike: the tenant's file, of the method's kind."""
+        file_id = getattr(req, param)
+        if records.file(t.namespace, file_id) is None:
+            raise bad_param(param, f"Invalid file ID: {file_id}", code="invalid_file")
+        data = records.file_content(t.namespace, file_id) or b""
         preference = is_preference_file(data)
         if (req.method_type() == "dpo") != preference:
             want = "a preference file (input, preferred_output, non_preferred_output)" if not preference \
                 else "a chat file ({\"messages\": [...]}); a preference file needs method dpo"
-            raise bad_param("training_file", f"The training file {req.training_file} is not {want}.",
-                            code="invalid_file_format")
+            raise bad_param(param, f"The file {file_id} is not {want}.", code="invalid_file_format")
         if preference:
-            return records.put_derived(t.namespace, req.training_file, "dpo.jsonl", to_dpo_rows(data))
-        return records.file_uri(t.namespace, req.training_file)
+            return records.put_derived(t.namespace, file_id, "dpo", to_dpo_rows(data))
+        return records.file_uri(t.namespace, file_id)
+
+    def _build(t: Tenant, job_id: str, req: JobCreate):
+        validation = _data_uri(t, req, "validation_file") if req.validation_file is not None else None
+        return settings.template.build(job_id, t.namespace, _data_uri(t, req, "training_file"), req, validation)
 
     @app.post("/v1/fine_tuning/jobs")
     def create_job(t: Auth, req: JobCreate) -> dict[str, Any]:
-        training = records.file(t.namespace, req.training_file)
-        if training is None:
-            raise bad_param("training_file", f"Invalid file ID: {req.training_file}", code="invalid_file")
-        if req.validation_file is not None:
-            raise bad_param("validation_file", "validation_file is not supported: the pack step holds out "
-                            "spec.steps.pack.split.val of the training file instead.", code="unsupported")
         job_id = new_id("ftjob")
-        run = settings.template.build(job_id, t.namespace, _training_uri(t, req), req)
+        run = _build(t, job_id, req)
         if req.integrations:
             wandb = req.integrations[0].wandb
             mode = run.spec.tracking.wandb.mode if run.spec.tracking.wandb else "offline"
@@ -162,7 +169,7 @@ def create_app(settings: Settings) -> FastAPI:
             "id": job_id, "object": "fine_tuning.job", "created_at": int(time.time()), "error": None,
             "fine_tuned_model": None, "finished_at": None, "model": req.model, "organization_id": t.namespace,
             "result_files": [], "seed": train.seed if train else (req.seed or 0), "status": "queued",
-            "trained_tokens": None, "training_file": req.training_file, "validation_file": None,
+            "trained_tokens": None, "training_file": req.training_file, "validation_file": req.validation_file,
             "estimated_finish": None, "metadata": req.metadata, "user_provided_suffix": req.suffix,
             "integrations": [i.model_dump() for i in req.integrations or []],
             "hyperparameters": _resolved(req, run),
@@ -172,7 +179,8 @@ def create_app(settings: Settings) -> FastAPI:
                          "fine_tuned_model": f"ft:{req.model}:{t.namespace}{suffix}:{job_id[-8:]}"},
         }
         add_event(job, f"Created fine-tuning job: {job_id}")
-        add_event(job, f"Validating training file: {req.training_file}")
+        add_event(job, f"Validating training file: {req.training_file}"
+                  + (f" and validation file: {req.validation_file}" if req.validation_file else ""))
         add_event(job, "Files validated, moving job to queued state")  # they were checked on upload
         records.save_job(t.namespace, job)
         worker.submit(t.namespace, job_id, run)
@@ -212,7 +220,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise ApiError(400, f"Job {job_id} is {job['status']}; only a paused job can be resumed.",
                            param="fine_tuning_job_id", code="invalid_state")
         req = JobCreate.model_validate(job["internal"]["request"])
-        run = settings.template.build(job_id, t.namespace, _training_uri(t, req), req)
+        run = _build(t, job_id, req)
 
         def queued(record: dict[str, Any]) -> None:
             record["status"] = "queued"

@@ -1,6 +1,6 @@
 """Files and job records of each tenant, kept in the artifact store under api/<namespace>/.
 
-File content is stored as uploaded (`files/<id>/content`) with its metadata beside it; a job is one
+File content is stored as uploaded (`files/<id>/<id>.jsonl`) with its metadata beside it; a job is one
 JSON record (`jobs/<id>.json`) holding its events and checkpoints, rewritten atomically on change.
 """
 
@@ -31,13 +31,17 @@ class Records:
     def _file_prefix(self, ns: str, file_id: str) -> str:
         return keys.join("api", ns, "files", file_id)
 
+    def _content_key(self, ns: str, file_id: str, form: str = "") -> str:
+        # Named by the id: pack names each row <file>:<line>, so a job's two files need two names.
+        return keys.join(self._file_prefix(ns, file_id), f"{file_id}{'.' + form if form else ''}.jsonl")
+
     def add_file(self, ns: str, filename: str, purpose: str, data: bytes) -> dict[str, Any]:
         file_id = new_id("file")
         meta = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
                 "filename": filename, "purpose": purpose, "status": "processed", "expires_at": None,
                 "status_details": None}
         prefix = self._file_prefix(ns, file_id)
-        self.store.put_bytes(keys.join(prefix, "content"), data)
+        self.store.put_bytes(self._content_key(ns, file_id), data)
         self.store.put_bytes(keys.join(prefix, "file.json"), json.dumps(meta).encode())  # last: the file exists
         return meta
 
@@ -48,16 +52,16 @@ class Records:
         return json.loads(raw) if raw else None
 
     def file_uri(self, ns: str, file_id: str) -> str:
-        return f"{self.store.uri.rstrip('/')}/{keys.join(self._file_prefix(ns, file_id), 'content')}"
+        return f"{self.store.uri.rstrip('/')}/{self._content_key(ns, file_id)}"
 
-    def put_derived(self, ns: str, file_id: str, name: str, data: bytes) -> str:
+    def put_derived(self, ns: str, file_id: str, form: str, data: bytes) -> str:
         """A form of an uploaded file made for a run (e.g. converted rows), kept beside it; its URI."""
-        key = keys.join(self._file_prefix(ns, file_id), name)
+        key = self._content_key(ns, file_id, form)
         self.store.put_bytes(key, data)
         return f"{self.store.uri.rstrip('/')}/{key}"
 
     def file_content(self, ns: str, file_id: str) -> bytes | None:
-        return self.store.get_bytes(keys.join(self._file_prefix(ns, file_id), "content"))
+        return self.store.get_bytes(self._content_key(ns, file_id))
 
     def files(self, ns: str) -> list[dict[str, Any]]:
         found = [k for k in self.store.list(keys.join("api", ns, "files")) if k.endswith("/file.json")]

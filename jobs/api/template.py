@@ -31,7 +31,7 @@ class JobTemplate:
         if first is None:
             raise InvalidInput(f"{origin}: models lists no model")
         try:
-            self._assemble("template-check", "default", first, "file:///dev/null", "sft", {})
+            self._assemble("template-check", "default", first, "file:///dev/null", None, "sft", {})
         except ValidationError as err:
             raise InvalidInput(f"{origin}: spec: {err}") from None
 
@@ -42,13 +42,15 @@ class JobTemplate:
         except (OSError, yaml.YAMLError) as err:
             raise InvalidInput(f"{path}: cannot read the job template: {err}") from None
 
-    def _assemble(self, name: str, namespace: str, model: str, data_uri: str, method: str,
-                  train: dict[str, Any]) -> FineTuneRun:
+    def _assemble(self, name: str, namespace: str, model: str, training_uri: str, validation_uri: str | None,
+                  method: str, train: dict[str, Any]) -> FineTuneRun:
         spec = copy.deepcopy(self.spec)
         spec["model"] = self.models[model].model_dump(mode="json", by_alias=True, exclude_none=True)
         steps = spec.setdefault("steps", {})
         fmt = "dpo" if method == "dpo" else steps.get("pack", {}).get("format", "openai_chat")
-        spec["data"] = {"sources": [{"path": data_uri, "format": fmt}]}
+        spec["data"] = {"sources": [{"path": training_uri, "format": fmt}]}
+        if validation_uri is not None:  # pack's fixed val split: validation rows are never trained on
+            spec["data"]["sources"].append({"path": validation_uri, "format": fmt, "split": "val"})
         if method == "dpo":
             steps.setdefault("pack", {})["format"] = "dpo"
             steps.setdefault("train", {})["method"] = "dpo"
@@ -59,7 +61,8 @@ class JobTemplate:
              "spec": spec}
         )
 
-    def build(self, job_id: str, namespace: str, data_uri: str, req: JobCreate) -> FineTuneRun:
+    def build(self, job_id: str, namespace: str, training_uri: str, req: JobCreate,
+              validation_uri: str | None = None) -> FineTuneRun:
         if req.model not in self.models:
             raise bad_param("model", f"The model '{req.model}' cannot be fine-tuned here; "
                             f"available: {', '.join(sorted(self.models))}.", code="model_not_available")
@@ -78,7 +81,7 @@ class JobTemplate:
         if req.seed is not None:
             train["seed"] = req.seed
         try:
-            return self._assemble(job_id, namespace, req.model, data_uri, method, train)
+            return self._assemble(job_id, namespace, req.model, training_uri, validation_uri, method, train)
         except ValidationError as err:
             first = err.errors()[0]
             field = ".".join(str(p) for p in first["loc"])

@@ -114,6 +114,7 @@ class LocalRunner:
         self.current: StepProcess | None = None
         self.status = RunStatus()
         self.executed: list[str] = []
+        self.cancelled: str | None = None  # why, once cancel() was called
 
     # --- store bookkeeping -----------------------------------------------------------------
 
@@ -167,11 +168,16 @@ class LocalRunner:
 
         log_path = self.work_dir / "logs" / f"{step}.log"
         self.current = StepProcess(step, self._env(step, spec_file), log_path, on_message)
+        if self.cancelled:  # cancel() came while the child started: it may not have seen it
+            self.current.stop()
         self.executed.append(step)
         code = self.current.wait()
         proc, self.current = self.current, None
         finished = now_iso()
         obs = self.observed[step]
+        if code != 0 and self.cancelled:
+            self.observed[step] = replace(obs, phase="NotStarted")  # stopped, not failed: Cancelled
+            return
         if code == 0:
             manifest = artifacts.require_manifest(self.store, self.ns, self.name, step)
             phase = "Cached" if manifest.get("cached") else "Succeeded"
@@ -200,6 +206,20 @@ class LocalRunner:
         if self.current is not None:
             self.current.stop()
 
+    def cancel(self, why: str) -> None:
+        """Stop the run from another thread: the running step is stopped, nothing else starts, and
+        the run ends Cancelled with `why` as its message."""
+        self.cancelled = why
+        self.stop()
+
+    def _end_cancelled(self, why: str) -> RunStatus:
+        running = {s: replace(o, phase="NotStarted") for s, o in self.observed.items() if o.phase == "Running"}
+        self.observed.update(running)
+        p = plan(self.steps, self.observed, now=now_iso(), previous=self.status, suspend=True, suspend_message=why)
+        self.status = p.status
+        self._save_status()
+        return self.status
+
     def execute(self) -> RunStatus:
         """Run the plan to its end. Ctrl-C stops the child and marks the run Cancelled."""
         spec_file = self.work_dir / "spec.json"
@@ -209,6 +229,8 @@ class LocalRunner:
         max_attempts = self.spec.job.backoff_limit + 1
         try:
             while True:
+                if self.cancelled:
+                    return self._end_cancelled(self.cancelled)
                 p = plan(self.steps, self.observed, now=now_iso(), previous=self.status, max_attempts=max_attempts)
                 self.status = p.status
                 self._save_status()
@@ -219,11 +241,7 @@ class LocalRunner:
                     self._start(action, spec_file)
         except KeyboardInterrupt:
             self.stop()
-            running = {s: replace(o, phase="NotStarted") for s, o in self.observed.items() if o.phase == "Running"}
-            self.observed.update(running)
-            p = plan(self.steps, self.observed, now=now_iso(), previous=self.status, suspend=True)
-            self.status = p.status
-            self._save_status()
+            self._end_cancelled("stopped by Ctrl-C; run it again to resume")
             raise
 
 

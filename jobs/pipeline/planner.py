@@ -119,6 +119,7 @@ def plan(
     max_attempts: int = 1,
     invalid: str | None = None,
     spec_hash: str | None = None,
+    suspend_message: str = "suspended by spec.suspend; set it to false to resume",
 ) -> Plan:
     """Decide the next actions and the new status.
 
@@ -167,7 +168,7 @@ def plan(
 
     if suspend:
         running = [s for s in steps if obs[s].phase == "Running"]
-        msg = "suspended by spec.suspend; set it to false to resume"
+        msg = suspend_message
         return finish(
             "Cancelled",
             None,
