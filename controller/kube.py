@@ -28,6 +28,27 @@ def load_config() -> None:
         kubernetes.config.load_kube_config()
 
 
+def _created(call: Any, *args: Any, **kwargs: Any) -> bool:
+    """Make a create call; False when an object of that name already exists."""
+    try:
+        call(*args, **kwargs)
+    except ApiException as err:
+        if err.status == 409:
+            return False
+        raise
+    return True
+
+
+def _found(call: Any, *args: Any, **kwargs: Any) -> Any | None:
+    """Make a read call; None when the object does not exist."""
+    try:
+        return call(*args, **kwargs)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
 class Conflict(Exception):
     """A write whose resourceVersion precondition failed: the object changed since it was read."""
 
@@ -49,12 +70,8 @@ class Kube:
     # --- FineTuneRuns ------------------------------------------------------------------
 
     def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.timeout)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        return _found(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
+                      _request_timeout=self.timeout)
 
     def patch_run(self, namespace: str, name: str, patch: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:
         """Merge-patch the run; with `resource_version`, only if it is still that version
@@ -85,21 +102,12 @@ class Kube:
 
     def create_job(self, namespace: str, job: dict[str, Any]) -> bool:
         """Create the Job; False when one of that name already exists."""
-        try:
-            self.custom.create_namespaced_custom_object("batch", "v1", namespace, "jobs", job, _request_timeout=self.timeout)
-        except ApiException as err:
-            if err.status == 409:
-                return False
-            raise
-        return True
+        return _created(self.custom.create_namespaced_custom_object, "batch", "v1", namespace, "jobs", job,
+                        _request_timeout=self.timeout)
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self.custom.get_namespaced_custom_object("batch", "v1", namespace, "jobs", name, _request_timeout=self.timeout)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        return _found(self.custom.get_namespaced_custom_object, "batch", "v1", namespace, "jobs", name,
+                      _request_timeout=self.timeout)
 
     def delete_job(self, namespace: str, name: str) -> None:
         try:
@@ -125,34 +133,20 @@ class Kube:
 
     def create_service(self, namespace: str, service: dict[str, Any]) -> bool:
         """Create the Service; False when one of that name already exists."""
-        try:
-            self.core.create_namespaced_service(namespace, service, _request_timeout=self.timeout)
-        except ApiException as err:
-            if err.status == 409:
-                return False
-            raise
-        return True
+        return _created(self.core.create_namespaced_service, namespace, service, _request_timeout=self.timeout)
 
     def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            resp = self.core.read_namespaced_service(name, namespace, _preload_content=False,
-                                                     _request_timeout=self.timeout)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
-        return json.loads(resp.data)
+        resp = _found(self.core.read_namespaced_service, name, namespace, _preload_content=False,
+                      _request_timeout=self.timeout)
+        return json.loads(resp.data) if resp is not None else None
 
     # --- Secrets -----------------------------------------------------------------------
 
     def secret_keys(self, namespace: str, name: str) -> set[str] | None:
         """The keys a Secret holds (never its values), or None when it does not exist."""
-        try:
-            resp = self.core.read_namespaced_secret(name, namespace, _preload_content=False,
-                                                    _request_timeout=self.timeout)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        resp = _found(self.core.read_namespaced_secret, name, namespace, _preload_content=False,
+                      _request_timeout=self.timeout)
+        if resp is None:
+            return None
         body = json.loads(resp.data)
         return set(body.get("data") or {}) | set(body.get("stringData") or {})
