@@ -24,7 +24,7 @@ STEP_INPUTS: dict[str, tuple[str, ...]] = {
     "pack": ("eval",),
     "train": ("pack",),
     "evaluate": ("pack", "train"),
-    "gguf": ("pack", "train"),
+    "gguf": ("pack", "train", "evaluate"),  # evaluate: the base and tuned scores the quantizations are set beside
 }
 # Whether the step's output depends on the base model.
 USES_MODEL = {"eval", "train", "evaluate", "gguf"}

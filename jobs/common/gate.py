@@ -36,6 +36,27 @@ def measured_keys(train_method: str, labelled: bool) -> tuple[str, ...]:
     return GENERATION_KEYS + (LABEL_KEYS if labelled else ())
 
 
+# What the gguf step measures of each quantization (llama.cpp answers; it scores no reference
+# answers, so no loss). A gate names them <quantization in lower case><Key>: q4_k_mPassRate.
+QUANT_KEYS = ("passRate", "exactMatch", "tokenF1")
+
+
+def quant_term(name: str) -> tuple[str, str] | None:
+    """(quantization, metrics key) of a quantized metric's name, e.g. ("Q4_K_M", "passRate"), else None."""
+    from jobs.common.quant import QUANT_TYPES
+
+    m = re.fullmatch(r"([a-z0-9_]+?)([A-Z][A-Za-z0-9]*)", name)
+    if not m:
+        return None
+    quant, key = m.group(1).upper(), m.group(2)[0].lower() + m.group(2)[1:]
+    return (quant, key) if quant in QUANT_TYPES and key in QUANT_KEYS else None
+
+
+def quantized(comparison: Comparison) -> bool:
+    """Whether a clause names a quantization's metric: the gguf step judges it, not evaluate."""
+    return any(isinstance(t, str) and quant_term(t) for _, t in (*comparison.left, *comparison.right))
+
+
 def gate_terms(text: str) -> set[str]:
     return {t for c in parse_gate(text) for _, t in (*c.left, *c.right) if isinstance(t, str)}
 
@@ -49,7 +70,7 @@ def metric_key(name: str) -> str:
 def check_measured(text: str, train_method: str, labelled: bool) -> None:
     """Raise ValueError naming each metric of the gate that such a run does not measure."""
     measured = measured_keys(train_method, labelled)
-    missing = sorted(t for t in gate_terms(text) if metric_key(t) not in measured)
+    missing = sorted(t for t in gate_terms(text) if quant_term(t) is None and metric_key(t) not in measured)
     if not missing:
         return
     hint = ""
@@ -75,7 +96,7 @@ def check_confidence(text: str) -> None:
 
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
-_TOKEN = re.compile(r"\s*(>=|<=|==|>|<|\+|-|[A-Za-z][A-Za-z0-9]*|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
+_TOKEN = re.compile(r"\s*(>=|<=|==|>|<|\+|-|[A-Za-z][A-Za-z0-9_]*|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
 
 
 @dataclass(frozen=True)
@@ -106,9 +127,12 @@ def _sum(tokens: list[str]) -> list[tuple[int, str | float]]:
             if tok in ("+", "-"):
                 sign = -sign if tok == "-" else sign
                 continue
-            if re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", tok):
-                if tok not in GATE_METRICS:
-                    raise ValueError(f"gate: unknown metric {tok!r}; known: {', '.join(GATE_METRICS)}")
+            if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", tok):
+                if tok not in GATE_METRICS and quant_term(tok) is None:
+                    raise ValueError(
+                        f"gate: unknown metric {tok!r}; known: {', '.join(GATE_METRICS)}, and of a GGUF "
+                        f"quantization <quantization><{'|'.join(gate_name('', k) for k in QUANT_KEYS)}> (q4_k_mPassRate)"
+                    )
                 terms.append((sign, tok))
             else:
                 terms.append((sign, float(tok)))
@@ -153,15 +177,19 @@ def margin(comparison: Comparison, metrics: dict[str, Any]) -> Any:
 
 
 def evaluate_gate(
-    text: str, metrics: dict[str, float], bounds: Callable[[Comparison], tuple[float, float]] | None = None
+    text: str,
+    metrics: dict[str, float],
+    bounds: Callable[[Comparison], tuple[float, float]] | None = None,
+    only: Callable[[Comparison], bool] = lambda c: True,
 ) -> tuple[bool, str]:
-    """Return (passed, explanation with the numbers).
+    """Return (passed, explanation with the numbers) over the clauses `only` selects (evaluate
+    judges the base/tuned clauses, the gguf step those naming a quantization).
 
     With `bounds` (a clause -> the confidence interval of its margin, left - right), a clause holds
     only when the whole interval does: its lower bound for >= and >, its upper bound for <= and <;
     == holds when the interval contains 0."""
     parts, ok = [], True
-    for c in parse_gate(text):
+    for c in filter(only, parse_gate(text)):
         left, right = _value(c.left, metrics), _value(c.right, metrics)
         passed = _OPS[c.op](left, right)
         shown = f"{left:.4f} {c.op} {right:.4f}"

@@ -174,16 +174,28 @@ class Data(Model):
 
 # --- steps -----------------------------------------------------------------------------------
 
-CheckKind = Literal["exact", "contains", "regex", "json_valid", "any_of"]
+CheckKind = Literal["exact", "contains", "regex", "json_valid", "any_of", "judge"]
 
 
 class Check(Model):
     # exact, contains and any_of without value/values compare against the item's expected
     # answer (any_of adds its synonyms), so one check list serves a whole eval set or test split.
+    # judge asks the step's judge model whether the answer meets `rubric`.
     type: CheckKind
     value: str | None = Field(default=None, max_length=10_000)
     values: list[str] = Field(default_factory=list)
     ignore_case: bool = True
+    rubric: str | None = Field(
+        default=None, max_length=10_000, description="judge: what a passing answer does, for the judge model."
+    )
+
+    @model_validator(mode="after")
+    def _rubric(self) -> Check:
+        if self.type == "judge" and not (self.rubric or "").strip():
+            raise ValueError("a judge check needs rubric")
+        if self.type != "judge" and self.rubric is not None:
+            raise ValueError("rubric applies only to type: judge")
+        return self
 
     @model_validator(mode="after")
     def _compiles(self) -> Check:
@@ -267,6 +279,23 @@ class Decoding(Model):
     top_p: float = Field(default=1.0, gt=0, le=1)
 
 
+class Judge(Model):
+    """The model that grades `type: judge` checks: an OpenAI-compatible endpoint (its key only by
+    apiKeySecret) or a local backend. Its verdicts are cached like the eval step's answers."""
+
+    backend: Backend
+    decoding: Decoding = Field(default_factory=Decoding)
+    cache: bool = True
+    concurrency: int = Field(default=4, ge=1, le=256)
+    timeout_seconds: float = Field(default=60, gt=0, le=3600)
+    retries: int = Field(default=3, ge=0, le=20)
+
+
+def _judge_for_checks(checks: list[Check], judge: Judge | None) -> None:
+    if judge is None and any(c.type == "judge" for c in checks):
+        raise ValueError("checks: a judge check needs judge: (the model that grades it)")
+
+
 class EvalStep(Model):
     items: str = Field(description="Eval set JSONL: path, file:// or s3:// URI.", max_length=4096)
     backend: Backend
@@ -284,6 +313,18 @@ class EvalStep(Model):
     timeout_seconds: float = Field(default=60, gt=0, le=3600)
     retries: int = Field(default=3, ge=0, le=20)
     allow_partial: bool = False
+    judge: Judge | None = Field(default=None, description="Grades judge checks, the step's and the items' own.")
+
+    @model_validator(mode="after")
+    def _judged(self) -> EvalStep:
+        _judge_for_checks(self.checks, self.judge)
+        refs = [e.api_key_secret for e in (self.backend.endpoint, self.judge and self.judge.backend.endpoint) if e]
+        if len(refs) == 2 and refs[0] and refs[1] and refs[0].key == refs[1].key and refs[0] != refs[1]:
+            raise ValueError(
+                f"judge.backend.endpoint.apiKeySecret: key {refs[1].key!r} is the endpoint's key name from another "
+                "Secret; both become one environment variable, so name the keys apart"
+            )
+        return self
 
 
 class Split(Model):
@@ -345,6 +386,8 @@ class GrpoReward(Model):
     def _exactly_one(self) -> GrpoReward:
         if (self.check is None) == (self.function is None):
             raise ValueError("set exactly one of check or function")
+        if self.check is not None and self.check.type == "judge":
+            raise ValueError("a judge check cannot reward GRPO (no judge model runs in training); use a function")
         return self
 
 
@@ -473,6 +516,12 @@ class EvaluateStep(Model):
         "lower bound clears the threshold); the report's intervals use it too (else 0.95).",
     )
     bootstrap_samples: int = Field(default=1000, ge=100, le=100_000, description="Bootstrap resamples of the test split.")
+    judge: Judge | None = Field(default=None, description="Grades the judge checks.")
+
+    @model_validator(mode="after")
+    def _judged(self) -> EvaluateStep:
+        _judge_for_checks(self.checks, self.judge)
+        return self
 
     @field_validator("gate")
     @classmethod
@@ -495,7 +544,6 @@ class EvaluateStep(Model):
         return self
 
 
-
 def _quant_names() -> set[str]:
     from jobs.common.quant import QUANT_TYPES
 
@@ -509,6 +557,11 @@ class GgufStep(Model):
     system_prompt: str | None = Field(default=None, max_length=10_000)
     num_ctx: int = Field(default=2048, gt=0, le=1_048_576)
     smoke_prompts: int = Field(default=2, ge=0, le=20)
+    score: bool = Field(
+        default=True,
+        description="With steps.evaluate: score every quantization on the test split with llama.cpp (evaluate's "
+        "checks, judge and decoding), so the gate may name q4_k_mPassRate and the like.",
+    )
 
     @field_validator("quantizations")
     @classmethod
@@ -645,6 +698,33 @@ class FineTuneRunSpec(Model):
     cleanup: Literal["keepArtifacts", "deleteArtifacts"] = "keepArtifacts"
 
     @model_validator(mode="after")
+    def _quantized_gate(self) -> FineTuneRunSpec:
+        """A gate naming a quantization's metric needs the gguf step to make and score that quantization."""
+        from jobs.common.gate import gate_terms, quant_term
+
+        evaluate, gguf = self.steps.evaluate, self.steps.gguf
+        named = {q for t in (gate_terms(evaluate.gate) if evaluate and evaluate.gate else ()) if (q := quant_term(t))}
+        if not named:
+            return self
+        quants = sorted({q for q, _ in named})
+        if gguf is None or not gguf.score:
+            raise ValueError(
+                f"steps.evaluate.gate names {', '.join(quants)} metrics: enable steps.gguf with score: true"
+            )
+        missing = [q for q in quants if q not in gguf.quantizations]
+        if missing:
+            raise ValueError(
+                f"steps.evaluate.gate names {', '.join(missing)}, which steps.gguf.quantizations "
+                f"({', '.join(gguf.quantizations)}) does not make"
+            )
+        if evaluate.gate_confidence is not None:
+            raise ValueError(
+                "steps.evaluate.gateConfidence: clauses naming a quantization are compared on their values, "
+                "with no interval; drop gateConfidence or those clauses"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _consistent(self) -> FineTuneRunSpec:
         enabled = self.steps.enabled()
         if not enabled:
@@ -681,7 +761,6 @@ class FineTuneRunSpec(Model):
             try:
                 check_measured(gate, train.method, labelled)
             except ValueError as err:
-
                 raise ValueError(f"steps.evaluate.gate: {err}") from None
         if train and train.method == "classification" and "gguf" in enabled:
             raise ValueError("steps.gguf: a classification model cannot be exported to GGUF")

@@ -17,7 +17,7 @@ from jobs.common.errors import MissingInput
 from jobs.common.handoff import train_output
 from jobs.common.stepctx import StepContext
 from jobs.evaluate.metrics import classification_metrics
-from jobs.evaluate.testset import Example
+from jobs.common.testset import Example
 
 BATCH = 16
 SEED = 42

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from jobs.evaluate.testset import Example
+from jobs.common.testset import Example
 
 TEMPLATE = Path(__file__).with_name("report.html.jinja")
 SAMPLE_ROWS = 25
@@ -27,6 +27,7 @@ LABELS = {
     "tokenF1": "token F1",
     "loss": "loss",
     "perplexity": "perplexity",
+    "judgePassRate": "judge pass rate",
     "accuracy": "accuracy",
     "f1Macro": "F1 (macro)",
     "f1Micro": "F1 (micro)",

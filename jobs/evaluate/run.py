@@ -19,64 +19,30 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from jobs.common import training_report
 from jobs.common.backends.hf import HFBackend
-from jobs.common.checks import DEFAULT_CHECKS, run_checks
+from jobs.common.checks import DEFAULT_CHECKS
 from jobs.common.errors import GateNotMet, InvalidSpec
-from jobs.common.gate import check_confidence, check_measured, evaluate_gate, measured_keys
+from jobs.common.gate import check_confidence, check_measured, evaluate_gate, measured_keys, parse_gate, quantized
 from jobs.common.handoff import pack_labels, pack_report, train_output
-from jobs.common.spec import Check, Decoding
 from jobs.common.stepctx import StepContext, StepResult
 from jobs.common.tracking import MetricsLog, NullTracker, plot_loss
 from jobs.evaluate import report
 from jobs.evaluate.bootstrap import clause_bounds, delta_intervals, resampled_gate_metrics
 from jobs.evaluate.generated_labels import score_labels
-from jobs.evaluate.metrics import exact_match, gate_metrics, generation_metrics, token_f1
-from jobs.evaluate.testset import Example, read_test_split
+from jobs.common.answermetrics import generation_metrics
+from jobs.common.judge import agreement, needs_judge, open_judge
+from jobs.common.scoring import per_check, score_answers
+from jobs.evaluate.metrics import gate_metrics
+from jobs.common.testset import Example, read_test_split
 
 OUTPUTS = {
     "metrics": "metrics.json",
     "predictions": "predictions.csv",
     "predictionsJsonl": "predictions.jsonl",
 }
-
-
-def answer(
-    backend: HFBackend,
-    examples: list[Example],
-    decoding: Decoding,
-    checks: list[Check],
-    tick: Callable[[], None],
-) -> list[dict[str, Any]]:
-    """One model's answers, check outcomes, text metrics and reference-answer NLL per example."""
-    replies = backend.generate([e.messages for e in examples], decoding, lambda i, r: tick())
-    scores = backend.score([(e.messages, e.expected) for e in examples])
-    rows = []
-    for example, reply, (nll, tokens) in zip(examples, replies, scores):
-        outcomes = run_checks(checks, reply.text, example.expected, {})
-        rows.append(
-            {
-                "answer": reply.text,
-                "checks": [o.to_json() for o in outcomes],
-                "passed": all(o.passed for o in outcomes),
-                "exactMatch": exact_match(reply.text, example.expected),
-                "tokenF1": round(token_f1(reply.text, example.expected), 4),
-                "nll": round(nll, 4),
-                "tokens": tokens,
-                "latency": round(reply.latency, 4),
-            }
-        )
-    return rows
-
-
-def per_check(rows: list[dict[str, Any]]) -> dict[str, float]:
-    totals: dict[str, list[int]] = {}
-    for row in rows:
-        for o in row["checks"]:
-            totals.setdefault(o["check"], []).append(int(o["passed"]))
-    return {name: round(sum(v) / len(v), 4) for name, v in totals.items()}
 
 
 def generative(ctx: StepContext, examples: list[Example], labels: list[str] | None) -> dict[str, Any]:
@@ -100,8 +66,13 @@ def generative(ctx: StepContext, examples: list[Example], labels: list[str] | No
         done[0] += 1
         ctx.progress.update(done[0], total)
 
-    base_rows = answer(base, examples, cfg.decoding, checks, tick)
-    tuned_rows = answer(tuned, examples, cfg.decoding, checks, tick)
+    judge = open_judge(cfg.judge, ctx) if cfg.judge and needs_judge(checks) else None
+    try:
+        base_rows = score_answers(base, examples, cfg.decoding, checks, tick, judge)
+        tuned_rows = score_answers(tuned, examples, cfg.decoding, checks, tick, judge)
+    finally:
+        if judge:
+            judge.close()
     result = {
         "kind": kind,
         "checks": [c.model_dump(mode="json", by_alias=True) for c in checks],
@@ -110,6 +81,10 @@ def generative(ctx: StepContext, examples: list[Example], labels: list[str] | No
         "perCheck": {"base": per_check(base_rows), "tuned": per_check(tuned_rows)},
         "rows": [{"base": b, "tuned": t} for b, t in zip(base_rows, tuned_rows)],
     }
+    if judge:
+        result["judge"] = judge.stats() | {
+            "agreement": {who: agreement([r["checks"] for r in rows]) for who, rows in (("base", base_rows), ("tuned", tuned_rows))}
+        }
     if labels is not None:
         ids, expected = [e.id for e in examples], [e.expected for e in examples]
         result["labels"], result["outsideLabelSet"] = labels, {}
@@ -145,12 +120,14 @@ def check_gate(
         return None
     bounds = (lambda clause: clause_bounds(clause, resampled, confidence)) if confidence else None
     try:
-        passed, explanation = evaluate_gate(gate, flat, bounds)
+        passed, explanation = evaluate_gate(gate, flat, bounds, only=lambda c: not quantized(c))
     except KeyError as missing:
         raise InvalidSpec(
             f"steps.evaluate.gate uses {missing.args[0]}, which could not be computed on this test split "
             f"(no reference tokens); computed: {', '.join(sorted(flat))}"
         ) from None
+    if any(quantized(c) for c in parse_gate(gate)):
+        explanation = "; ".join(filter(None, [explanation, "clauses naming a quantization: judged by the gguf step"]))
     return {"expression": gate, "passed": passed, "explanation": explanation, "confidence": confidence}
 
 
@@ -224,6 +201,7 @@ def run_step(ctx: StepContext) -> StepResult:
         "tuned": result["tuned"],
         "checks": result.get("checks"),
         "perCheck": result.get("perCheck"),
+        "judge": result.get("judge"),
         "labels": result.get("labels"),
         "outsideLabelSet": result.get("outsideLabelSet"),
         "gateMetrics": flat,

@@ -17,10 +17,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from jobs.common.errors import InvalidData, InvalidInput, InvalidSpec
+from jobs.common.errors import GateNotMet, InvalidData, InvalidInput, InvalidSpec
 from jobs.common.handoff import train_output
 from jobs.common.stepctx import StepContext, StepResult
-from jobs.gguf import convert, merge, modelfile, quantize, smoke
+from jobs.gguf import convert, merge, modelfile, quantize, score, smoke
 
 DISK_FACTOR = 3  # merged model + F16 GGUF + quantized files, each at most the model's size
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -84,6 +84,20 @@ def build_modelfile(ctx: StepContext, tokenizer_dir: Path, files: list[str]) -> 
         raise InvalidSpec(f"spec.steps.gguf.systemPrompt: {err}") from None
 
 
+def hold_back_unless_gate_met(ctx: StepContext, gate: dict[str, Any] | None, score_outputs: dict[str, str]) -> None:
+    """A quantization that fails the gate is not shipped: only its scores are uploaded, no GGUF
+    file and no manifest, so the run promotes none of them and its status says why."""
+    if gate is None or gate["passed"]:
+        return
+    for rel in score_outputs.values():
+        ctx.writer.add_file(rel, ctx.out / rel)
+    raise GateNotMet(
+        f"steps.evaluate.gate {gate['expression']!r} not met for {', '.join(gate['quantizations'])} "
+        f"(scored with llama.cpp on the test split): {gate['explanation']}; no GGUF file promoted "
+        f"(scores uploaded to {ctx.writer.prefix}/quantized.html; nothing committed)"
+    )
+
+
 def run_step(ctx: StepContext) -> StepResult:
     cfg = ctx.config
     kind, source = train_output(ctx)
@@ -108,7 +122,8 @@ def run_step(ctx: StepContext) -> StepResult:
         "versions": versions(),
         "converterPinMismatches": convert.version_mismatches(llama_dir),
     }
-    steps = 3 + 2 * len(files)
+    scoring = cfg.score and ctx.spec.steps.evaluate is not None
+    steps = 3 + 2 * len(files) + int(scoring)
     ctx.progress.update(0, steps, phase="merge")
 
     if kind == "adapter":
@@ -137,6 +152,12 @@ def run_step(ctx: StepContext) -> StepResult:
         done += 1
     (ctx.out / "smoke.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
     (ctx.out / "Modelfile").write_text(mf.text)
+    scored, score_outputs = None, {}
+    if scoring:
+        ctx.progress.update(done, steps, phase="score on the test split")
+        scored = score.score_quantizations(ctx, files, lambda: None)
+        score_outputs = score.write(ctx.out, scored, name)
+        hold_back_unless_gate_met(ctx, scored["gate"], score_outputs)
     ctx.progress.update(steps - 1, steps, phase="upload")
     ctx.upload_outputs()
     ctx.progress.update(steps, steps, phase="done")
@@ -151,7 +172,11 @@ def run_step(ctx: StepContext) -> StepResult:
         "ollamaCreate": modelfile.ollama_create_command(name),
     }
     outputs = {f"gguf:{q}": p.name for q, p in files.items()}
-    outputs |= {"modelfile": "Modelfile", "smoke": "smoke.json"}
+    outputs |= {"modelfile": "Modelfile", "smoke": "smoke.json", **score_outputs}
+    if scored is not None:
+        metrics |= {"quantized": {q: s["metrics"] for q, s in scored["quantizations"].items()},
+                    "scoringSeconds": {q: s["seconds"] for q, s in scored["quantizations"].items()},
+                    **scored["gateMetrics"], "gatePassed": scored["gate"]["passed"] if scored["gate"] else None}
     if kind == "adapter":
         outputs["merged"] = "merged/"
     return StepResult(metrics=metrics, outputs=outputs)

@@ -8,16 +8,10 @@ import math
 import pytest
 
 from jobs.common.errors import InvalidData, MissingInput
-from jobs.evaluate.metrics import (
-    classification_metrics,
-    exact_match,
-    gate_metrics,
-    generation_metrics,
-    split_gate_metrics,
-    token_f1,
-)
+from jobs.common.answermetrics import exact_match, generation_metrics, token_f1
+from jobs.evaluate.metrics import classification_metrics, gate_metrics, split_gate_metrics
 from jobs.evaluate.report import comparison_table, loss_curve, read_train_metrics
-from jobs.evaluate.testset import read_test_split, to_example
+from jobs.common.testset import read_test_split, to_example
 
 
 def test_exact_match_and_token_f1_normalize_like_squad():
@@ -105,7 +99,7 @@ def _rows(passed: int, n: int) -> list[dict]:
 
 def test_bootstrap_intervals_are_paired_and_reproducible():
     from jobs.evaluate.bootstrap import delta_intervals, resampled_gate_metrics
-    from jobs.evaluate.metrics import gate_metrics, generation_metrics
+    from jobs.evaluate.metrics import gate_metrics
 
     base, tuned = _rows(8, 20), _rows(12, 20)  # tuned passes the 8 base passes and 4 more
     measured = ("passRate", "exactMatch", "tokenF1", "loss", "perplexity")
@@ -123,7 +117,7 @@ def test_bootstrap_intervals_are_paired_and_reproducible():
 def test_a_gate_with_confidence_needs_the_lower_bound_to_clear():
     from jobs.common.gate import evaluate_gate, parse_gate
     from jobs.evaluate.bootstrap import clause_bounds, resampled_gate_metrics
-    from jobs.evaluate.metrics import gate_metrics, generation_metrics
+    from jobs.evaluate.metrics import gate_metrics
 
     base, tuned = _rows(8, 20), _rows(12, 20)
     flat = gate_metrics(generation_metrics(base), generation_metrics(tuned))

@@ -91,7 +91,8 @@ def gguf_run(tmp_path, monkeypatch):
     from jobs.common.store import open_store
 
     def prepare(base: Path | str, *, adapter: Path | None = None, outputs: dict | None = None,
-                gguf: dict | None = None, train_config: dict | None = None, rows: list[dict] = TEST_ROWS):
+                gguf: dict | None = None, train_config: dict | None = None, rows: list[dict] = TEST_ROWS,
+                evaluate: dict | None = None, evaluated: dict | None = None):
         store = open_store((tmp_path / "store").as_uri())
         pack = StepWriter(store, "default", "tiny", "pack")
         pack.begin()
@@ -107,7 +108,12 @@ def gguf_run(tmp_path, monkeypatch):
         train.add_json("train_config.json", config, tmp_path / "train-json")
         train.commit(input_key="train-key", code_version="test",
                      outputs={"adapter": "adapter/"} if outputs is None else outputs)
-        monkeypatch.setenv("FT_SPEC", json.dumps(run_spec(base, gguf)))
+        if evaluate is not None:  # evaluate's output as the gguf step reads it: its metrics.json
+            done = StepWriter(store, "default", "tiny", "evaluate")
+            done.begin()
+            done.add_json("metrics.json", evaluated or {}, tmp_path / "evaluate-json")
+            done.commit(input_key="evaluate-key", code_version="test", outputs={"metrics": "metrics.json"})
+        monkeypatch.setenv("FT_SPEC", json.dumps(run_spec(base, gguf, evaluate)))
         monkeypatch.setenv("FT_STORE_URI", store.uri)
         monkeypatch.setenv("FT_SCRATCH", str(tmp_path / "scratch"))
         return store

@@ -75,8 +75,9 @@ def save_tiny_lora(base_dir: Path, out: Path, seed: int = 1) -> Path:
     return out
 
 
-def run_spec(base: Path | str, gguf: dict | None = None) -> dict:
-    """A run whose base model is an HF folder (a Path) or a GGUF location (a str)."""
+def run_spec(base: Path | str, gguf: dict | None = None, evaluate: dict | None = None) -> dict:
+    """A run whose base model is an HF folder (a Path) or a GGUF location (a str); with `evaluate`,
+    an evaluate step too, whose checks and gate the gguf step scores the quantizations by."""
     return {
         "apiVersion": "finetune.dev/v1alpha1",
         "kind": "FineTuneRun",
@@ -84,7 +85,7 @@ def run_spec(base: Path | str, gguf: dict | None = None) -> dict:
         "spec": {
             "model": {"hf": str(base)} if isinstance(base, Path) else {"gguf": base},
             "data": {"sources": [{"path": "unused.jsonl", "format": "openai_chat"}]},
-            "steps": {"pack": {}, "train": {}, "gguf": gguf or {}},
+            "steps": {"pack": {}, "train": {}, "gguf": gguf or {}} | ({"evaluate": evaluate} if evaluate is not None else {}),
         },
     }
 
