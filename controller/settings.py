@@ -6,7 +6,7 @@
     FT_STORE_SECRET        Secret with S3 credentials for runs whose spec.store.secretRef is unset
     FT_IMAGE_<STEP>        image of one step (FT_IMAGE_EVAL, FT_IMAGE_TRAIN, ...)
     FT_IMAGE               image for every step without its own; default
-                           finetune-operator/<step>:<version>
+                           finetune-operator/<step>:<version>, evaluate in the train image
     FT_IMAGE_PULL_POLICY   Always | IfNotPresent | Never (default IfNotPresent)
     FT_IMAGE_PULL_SECRETS  comma-separated image pull Secrets of step pods
     FT_DEFAULT_QUEUE       Kueue LocalQueue for runs whose spec.queue is unset
@@ -38,6 +38,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from jobs.common.keys import validate_store_uri
 from jobs.common.names import STEP_ORDER
 from jobs.common.spec import DNS_LABEL, Resources, Toleration
+
+# Steps that run in another step's image: evaluate needs exactly what train installs.
+_SHARED_IMAGE = {"evaluate": "train"}
 
 _JSON_VARS = {
     "FT_DEFAULT_RESOURCES": "default_resources",
@@ -98,7 +101,8 @@ class ControllerSettings(BaseModel):
         version = _version()
         fallback = env.get("FT_IMAGE")
         images = {
-            step: env.get(f"FT_IMAGE_{step.upper()}") or fallback or f"finetune-operator/{step}:{version}"
+            step: env.get(f"FT_IMAGE_{step.upper()}") or fallback
+            or f"finetune-operator/{_SHARED_IMAGE.get(step, step)}:{version}"
             for step in STEP_ORDER
         }
         pull_secrets = tuple(s.strip() for s in (env.get("FT_IMAGE_PULL_SECRETS") or "").split(",") if s.strip())

@@ -1,8 +1,11 @@
 # Images, the chart's CRD copy and the kind e2e suite. Included from the Makefile, which
 # defines PY (the virtual environment's python).
 #
-#   make images                     all six images, GPU variants, tagged $(IMAGE_TAG)
+#   make images                     all five images, GPU variants, tagged $(IMAGE_TAG)
 #   make images IMAGE_VARIANT=cpu   CPU variants for kind, tagged $(IMAGE_TAG)-cpu
+#   make images BASE_IMAGE=NAME     on another base (images/base.sh makes one without a registry)
+#   make images-local               all five from the local base with PyPI's torch, tag local,
+#                                   then run them hardened (tests/images/test_images_run.py)
 #   make images-constraints         pin images/constraints.txt to the versions in .venv
 #   make chart-crd                  copy crds/ into the chart after `python -m jobs.common.crd`
 #   make e2e                        kind cluster, CPU images, MinIO + chart, tests/e2e, tear down
@@ -12,7 +15,11 @@ IMAGE_PREFIX ?= finetune-operator
 IMAGE_VERSION ?= $(shell $(PY) -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
 IMAGE_VARIANT ?= cuda
 IMAGE_TAG = $(IMAGE_VERSION)$(if $(filter cpu,$(IMAGE_VARIANT)),-cpu)
-IMAGE_COMPONENTS := controller eval pack train evaluate gguf
+# train serves the evaluate step too: the Job builder runs `python -m jobs.<step>` in it.
+IMAGE_COMPONENTS := controller eval pack train gguf
+# What a variant changes, in the torch images only: PyTorch's index and QLoRA's bitsandbytes.
+VARIANT_ARGS_cuda :=
+VARIANT_ARGS_cpu := --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu --build-arg GPU_PACKAGES=
 DOCKER ?= docker
 # Only what the Dockerfiles copy, so that .venv and caches are not sent to the engine.
 IMAGE_CONTEXT := build/image-context
@@ -23,17 +30,32 @@ E2E_RELEASE ?= ft
 
 .PHONY: images image-context images-constraints chart-crd e2e
 
+# The gguf image installs llama-cpp-python from a wheel built once outside (`make llamacpp`
+# leaves it in pip's cache), never compiling llama.cpp in a build.
+LLAMA_CPP_WHEEL ?= $(firstword $(shell find $(HOME)/.cache/pip/wheels -name 'llama_cpp_python-$(LLAMA_CPP_PYTHON_VERSION)-*.whl' 2>/dev/null))
+
 image-context:
-	rm -rf $(IMAGE_CONTEXT) && mkdir -p $(IMAGE_CONTEXT)/images
+	rm -rf $(IMAGE_CONTEXT) && mkdir -p $(IMAGE_CONTEXT)/images $(IMAGE_CONTEXT)/wheels
 	tar --exclude=__pycache__ --exclude='*.pyc' -cf - pyproject.toml README.md jobs controller \
 		| tar -xf - -C $(IMAGE_CONTEXT)
 	cp images/constraints.txt $(IMAGE_CONTEXT)/images/
+	$(if $(LLAMA_CPP_WHEEL),cp $(LLAMA_CPP_WHEEL) $(IMAGE_CONTEXT)/wheels/)
+
+# $(call build-images,COMPONENTS,TAG,BUILD ARGS): one `docker build` per component.
+define build-images
+set -e; for c in $(1); do \
+	$(DOCKER) build -f images/$$c/Dockerfile $(3) -t $(IMAGE_PREFIX)/$$c:$(2) $(IMAGE_CONTEXT); \
+done
+endef
+
+# gguf needs the llama-cpp-python wheel in the context.
+define need-llamacpp-wheel
+@test -n "$(LLAMA_CPP_WHEEL)" || { echo "no llama_cpp_python-$(LLAMA_CPP_PYTHON_VERSION) wheel in ~/.cache/pip/wheels: run \`make llamacpp\` or set LLAMA_CPP_WHEEL=FILE"; exit 2; }
+endef
 
 images: image-context
-	set -e; for c in $(IMAGE_COMPONENTS); do \
-		$(DOCKER) build -f images/$$c/Dockerfile --build-arg VARIANT=$(IMAGE_VARIANT) \
-			-t $(IMAGE_PREFIX)/$$c:$(IMAGE_TAG) $(IMAGE_CONTEXT); \
-	done
+	$(need-llamacpp-wheel)
+	$(call build-images,$(IMAGE_COMPONENTS),$(IMAGE_TAG),$(VARIANT_ARGS_$(IMAGE_VARIANT)) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)))
 
 # The images install exactly the versions the test suite ran with. Local version labels
 # (+cpu) are dropped: the variant's PyTorch index decides the build.
@@ -60,16 +82,25 @@ e2e:
 	FT_E2E=1 FT_E2E_NAMESPACE=$(E2E_NAMESPACE) FT_E2E_RELEASE=$(E2E_RELEASE) \
 		$(PY) -m pytest -m e2e tests/e2e -v
 
-# The torch-free images from the local Debian base (images/base.sh), for machines that reach
-# PyPI and Debian's archive but no container registry; tests/images/test_images_run.py runs them.
-# The classic builder: Debian's docker.io has no buildx, and these images have one stage.
+# The images from the local Debian base (images/base.sh), for machines that reach PyPI and
+# Debian's archive but no container registry; tests/images/test_images_run.py runs them. The
+# classic builder: Debian's docker.io has no buildx, and each image has one stage.
+# images-smoke: the torch-free three, on every commit. images-local: all five, the torch images
+# with PyPI's torch (its CUDA build, which runs on a CPU; PyTorch's own index may be unreachable)
+# and without bitsandbytes.
 SMOKE_COMPONENTS := controller eval pack
 SMOKE_BASE ?= finetune-operator/base:bookworm
+LOCAL_TORCH_INDEX_URL ?= https://pypi.org/simple
 
-.PHONY: images-smoke
+.PHONY: images-smoke images-local
+images-smoke images-local: export DOCKER_BUILDKIT=0
 images-smoke: image-context
 	bash images/base.sh $(SMOKE_BASE)
-	set -e; for c in $(SMOKE_COMPONENTS); do \
-		DOCKER_BUILDKIT=0 $(DOCKER) build --network host -f images/$$c/Dockerfile --build-arg BASE_IMAGE=$(SMOKE_BASE) \
-			-t $(IMAGE_PREFIX)/$$c:smoke $(IMAGE_CONTEXT); \
-	done
+	$(call build-images,$(SMOKE_COMPONENTS),smoke,--network host --build-arg BASE_IMAGE=$(SMOKE_BASE))
+
+images-local: image-context
+	$(need-llamacpp-wheel)
+	bash images/base.sh $(SMOKE_BASE)
+	$(call build-images,$(IMAGE_COMPONENTS),local,--network host --build-arg BASE_IMAGE=$(SMOKE_BASE) \
+		--build-arg TORCH_INDEX_URL=$(LOCAL_TORCH_INDEX_URL) --build-arg GPU_PACKAGES=)
+	FT_IMAGE_TAG=local FT_REQUIRE_DOCKER=1 FT_REQUIRE_TORCH_IMAGES=1 $(PY) -m pytest -q tests/images/test_images_run.py

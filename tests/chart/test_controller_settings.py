@@ -68,8 +68,8 @@ def test_per_team_settings(render: Render) -> None:
     assert settings.default_store_secret == "team-nlp-s3"
     assert settings.default_queue == "team-nlp-gpu"
     assert settings.images == {
-        step: f"registry.example.com/ml/finetune-operator/{step}:0.1.0"
-        for step in ("eval", "pack", "train", "evaluate", "gguf")
+        step: f"registry.example.com/ml/finetune-operator/{image}:0.1.0"
+        for step, image in {"eval": "eval", "pack": "pack", "train": "train", "evaluate": "train", "gguf": "gguf"}.items()
     }
     assert settings.scratch_size == "100Gi"
 

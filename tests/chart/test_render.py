@@ -179,8 +179,9 @@ def test_a_generated_minio_password_is_random(render: Render) -> None:
 def test_images_are_tagged_with_the_app_version_by_default(render: Render) -> None:
     objs = render()
     env = controller_env(objs)
-    for step in ("eval", "pack", "train", "evaluate", "gguf"):
+    for step in ("eval", "pack", "train", "gguf"):
         assert env[f"FT_IMAGE_{step.upper()}"] == f"finetune-operator/{step}:0.1.0"
+    assert env["FT_IMAGE_EVALUATE"] == "finetune-operator/train:0.1.0"  # one image for both
     assert one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"] == (
         "finetune-operator/controller:0.1.0"
     )

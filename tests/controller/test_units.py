@@ -105,6 +105,8 @@ def test_settings_from_env():
     assert s.images["train"] == "train:2" and s.images["pack"] == "img:1"
     every = ControllerSettings.from_env({"FT_NAMESPACES": "*"})
     assert every.clusterwide and every.namespaces == () and every.images["eval"].startswith("finetune-operator/eval:")
+    # one image serves train and evaluate (images/train/Dockerfile)
+    assert every.images["evaluate"] == every.images["train"] and every.images["train"].startswith("finetune-operator/train:")
     assert ControllerSettings.from_env({"FT_NAMESPACES": "a, b"}).namespaces == ("a", "b")
     steps = ControllerSettings.from_env({
         "FT_DEFAULT_RESOURCES": '{"train": {"cpu": "4", "nvidia.com/gpu": 1}}',

@@ -1,9 +1,11 @@
 """What can be checked in the Dockerfiles without a container engine.
 
-Bases pinned to an exact version, a non-root numeric USER, an ENTRYPOINT that runs a
-module that exists, only extras that pyproject defines (and no torch where it does not
-belong), installs constrained to images/constraints.txt, and the gguf image building
-llama.cpp from the llama-cpp-python sdist. The builds themselves run in `make images`.
+Bases pinned to an exact version and overridable (BASE_IMAGE), a non-root numeric USER, an
+ENTRYPOINT that runs a module that exists, only extras that pyproject defines (and no torch
+where it does not belong), installs constrained to images/constraints.txt, the dependencies
+installed before the code is copied, no uv, and the gguf image taking llama-cpp-python from a
+prebuilt wheel, never compiling it. The builds themselves run in `make images-smoke` and
+`make images-local` (tests/images/test_images_run.py).
 """
 
 from __future__ import annotations
@@ -24,16 +26,18 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 EXTRAS = PYPROJECT["project"]["optional-dependencies"]
 CONSTRAINTS = IMAGES / "constraints.txt"
 
-# component -> (module run by the ENTRYPOINT, extras installed, may use the CUDA base)
+IMAGES_MK = (IMAGES / "images.mk").read_text()
+
+# component -> (module run by the ENTRYPOINT, extras installed, carries torch). The train image
+# serves the evaluate step too (the Job builder runs `python -m jobs.evaluate` in it).
 COMPONENTS = {
     "controller": ("controller", {"controller"}, False),
     "eval": ("jobs.eval", {"eval"}, False),
     "pack": ("jobs.pack", {"pack"}, False),
     "train": ("jobs.train", {"train"}, True),
-    "evaluate": ("jobs.evaluate", {"train"}, True),
     "gguf": ("jobs.gguf", {"gguf", "llamacpp"}, True),
 }
-GPU_COMPONENTS = [c for c, (_, _, gpu) in COMPONENTS.items() if gpu]
+TORCH_COMPONENTS = [c for c, (_, _, torch) in COMPONENTS.items() if torch]
 
 # An image reference pinned by digest, or by a tag holding an exact version:
 # 3.11.13-slim-bookworm, 12.8.1-cudnn-runtime-ubuntu22.04, 0.8.22, RELEASE.2025-04-22T22-12-26Z.
@@ -42,11 +46,21 @@ EXACT_TAG = re.compile(r":(v?\d+\.\d+\.\d+([-.][\w.-]+)?|RELEASE\.\d{4}-\d\d-\d\
 EXTRA_SPEC = re.compile(r"""["']?\.\[([a-z0-9_,-]+)\]["']?""")
 
 
-def parse(component: str, variant: str | None = None) -> DockerfileParser:
+def parse(component: str, build_args: dict[str, str] | None = None) -> DockerfileParser:
     parser = DockerfileParser(str(IMAGES / component / "Dockerfile"), env_replace=True)
-    if variant:
-        parser.build_args = {"VARIANT": variant}
+    if build_args:
+        parser.build_args = build_args
     return parser
+
+
+def build_args(make_var: str) -> dict[str, str]:
+    """The --build-arg pairs of one images.mk variable, e.g. VARIANT_ARGS_cpu."""
+    line = re.search(rf"^{make_var} :?= ?(.*)$", IMAGES_MK, re.M).group(1)
+    return dict(a.split("=", 1) for a in re.findall(r"--build-arg (\S+)", line))
+
+
+def instructions(component: str) -> list[dict]:
+    return [i for i in parse(component).structure if i["instruction"] != "COMMENT"]
 
 
 def stages(parser: DockerfileParser) -> list[list[dict]]:
@@ -128,30 +142,52 @@ def test_every_registry_image_is_pinned(component: str) -> None:
 
 
 @pytest.mark.parametrize("component", COMPONENTS)
-def test_cuda_base_only_where_a_gpu_is_used(component: str) -> None:
-    gpu = COMPONENTS[component][2]
-    for variant in ("cuda", "cpu") if gpu else (None,):
-        base = final_base(parse(component, variant))
-        if variant == "cuda":
-            assert base.startswith("nvidia/cuda:"), f"{component} (cuda): built on {base}"
-        else:
-            assert base.startswith("python:") and "slim" in base, f"{component} ({variant}): built on {base}"
-    if not gpu:
-        assert not any("cuda" in i for i in external_images(parse(component)))
+def test_every_image_takes_its_base_from_a_build_arg(component: str) -> None:
+    """python slim by default (torch's own wheels carry CUDA), any base through BASE_IMAGE."""
+    assert parse(component).parent_images == ["python:3.11.13-slim-bookworm"]
+    assert parse(component, {"BASE_IMAGE": "local/base:1"}).parent_images == ["local/base:1"]
 
 
-@pytest.mark.parametrize("component", GPU_COMPONENTS)
-def test_gpu_images_default_to_cuda_and_take_a_cpu_variant(component: str) -> None:
-    parser = parse(component)
-    args = [i["value"] for i in parser.structure if i["instruction"] == "ARG"]
-    assert "VARIANT=cuda" in args, f"{component}: needs ARG VARIANT=cuda (cpu for kind)"
-    cpu = "".join(i["value"] for i in stages(parse(component, "cpu"))[1])
-    assert "download.pytorch.org/whl/cpu" in cpu, f"{component}: the CPU variant must install CPU torch"
+@pytest.mark.parametrize("component", TORCH_COMPONENTS)
+def test_torch_images_default_to_cuda_torch_and_take_the_cpu_index(component: str) -> None:
+    assert parse(component).args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cu128"
+    cpu = build_args("VARIANT_ARGS_cpu")
+    assert cpu["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    assert parse(component, cpu).args["TORCH_INDEX_URL"] == cpu["TORCH_INDEX_URL"]
+    runs = [i["value"] for i in instructions(component) if i["instruction"] == "RUN"]
+    assert any('--index-url "$TORCH_INDEX_URL"' in r and "torch==" in r for r in runs)
+
+
+def test_train_and_gguf_share_the_torch_layer() -> None:
+    """Identical instructions up to torch's install, so the engine stores that layer once."""
+    def through_torch(component: str) -> list[tuple[str, str]]:
+        ins = [(i["instruction"], i["value"]) for i in instructions(component)]
+        end = next(n for n, (kind, value) in enumerate(ins) if kind == "RUN" and "TORCH_INDEX_URL" in value)
+        return ins[: end + 1]
+    assert through_torch("train") == through_torch("gguf")
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_dependencies_are_installed_before_the_code_is_copied(component: str) -> None:
+    """A code edit rebuilds the last layers only: the dependency layer sees pyproject and the
+    constraints, not jobs/ or the README; the code layer installs with --no-deps."""
+    ins = instructions(component)
+    copies = [n for n, i in enumerate(ins) if i["instruction"] == "COPY" and re.match(r"(jobs|controller|README\.md) ", i["value"])]
+    installs = [n for n, i in enumerate(ins) if i["instruction"] == "RUN" and EXTRA_SPEC.search(i["value"])]
+    assert copies and len(installs) == 2, f"{component}: expected a dependency and a code install"
+    assert installs[0] < min(copies) < installs[1], f"{component}: the code is copied before the dependencies install"
+    assert "--no-deps" in ins[installs[1]]["value"] and "--no-deps" not in ins[installs[0]]["value"]
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_no_uv_in_the_images(component: str) -> None:
+    text = "\n".join(i["value"] for i in instructions(component))
+    assert not re.search(r"\buv\b", text), f"{component}: uv would stay in the image"
 
 
 @pytest.mark.parametrize("component", COMPONENTS)
 def test_runs_as_a_numeric_non_root_user(component: str) -> None:
-    last = stages(parse(component, "cpu"))[-1]
+    last = stages(parse(component))[-1]
     users = [i["value"] for i in last if i["instruction"] == "USER"]
     assert users, f"{component}: the final stage sets no USER"
     uid, _, gid = users[-1].partition(":")
@@ -214,20 +250,29 @@ def test_constraints_pin_everything_the_images_install() -> None:
         )
 
 
-def test_gguf_builds_llama_cpp_from_the_sdist() -> None:
-    parser = parse("gguf", "cpu")
+def test_gguf_takes_llama_cpp_from_the_prebuilt_wheel_only() -> None:
+    """llama-cpp-python compiles for 15-20 minutes: the image installs the wheel `make llamacpp`
+    built (for any x86-64 CPU) from the context's wheels/, and never an sdist."""
+    parser = parse("gguf")
     text = "\n".join(i["value"] for i in parser.structure)
-    assert "-DGGML_NATIVE=OFF" in text, "llama.cpp must not be tuned to the build machine's CPU"
-    assert "--no-binary llama-cpp-python" in text, "llama-cpp-python must be built from its sdist"
-    assert "sha256sum -c" in text, "the sdist must be checked against its pinned sha256"
-    assert "python -m jobs.gguf.install" in text, "the converter is extracted by jobs.gguf.install"
-    assert (ROOT / "jobs" / "gguf" / "install.py").is_file()
-    envs = parser.envs
-    assert envs.get("LLAMA_CPP_DIR"), "the gguf step finds the converter through LLAMA_CPP_DIR"
-    copies = [i["value"] for i in stages(parser)[-1] if i["instruction"] == "COPY"]
-    assert any(envs["LLAMA_CPP_DIR"] in c and "--from=" in c for c in copies), (
-        "the runtime stage copies the converter from the build stage"
+    assert "cmake" not in text and "build-essential" not in text, "the gguf build must not compile llama.cpp"
+    install = next(i["value"] for i in parser.structure if i["instruction"] == "RUN" and ".[gguf,llamacpp]" in i["value"])
+    assert "--only-binary llama-cpp-python" in install and "--find-links wheels" in install
+    assert any(i["instruction"] == "COPY" and i["value"].split()[0] == "wheels" for i in parser.structure)
+    assert "-DGGML_NATIVE=OFF" in (ROOT / "jobs/gguf/llamacpp.mk").read_text(), (
+        "the wheel must not be tuned to the build machine's CPU"
     )
+    assert re.search(r"cp \$\(LLAMA_CPP_WHEEL\) \$\(IMAGE_CONTEXT\)/wheels/", IMAGES_MK), "image-context copies the wheel"
+
+
+def test_gguf_unpacks_the_converter_from_the_checksummed_sdist() -> None:
+    parser = parse("gguf")
+    runs = [i["value"] for i in parser.structure if i["instruction"] == "RUN"]
+    assert any("python install.py" in r and '--sha256 "${LLAMA_CPP_SDIST_SHA256}"' in r for r in runs), (
+        "the converter is unpacked by jobs/gguf/install.py from the sdist, checked against its sha256"
+    )
+    assert any(i["instruction"] == "COPY" and i["value"].startswith("jobs/gguf/install.py") for i in parser.structure)
+    assert parser.envs.get("LLAMA_CPP_DIR") == "/opt/llama.cpp", "the gguf step finds the converter through LLAMA_CPP_DIR"
 
 
 def test_gguf_pins_the_llama_cpp_release_make_llamacpp_tests() -> None:
@@ -244,13 +289,9 @@ def test_gguf_pins_the_llama_cpp_release_make_llamacpp_tests() -> None:
     assert constraints()["llama-cpp-python"] == mk["LLAMA_CPP_PYTHON_VERSION"]
 
 
-@pytest.mark.parametrize("component", ["train", "evaluate"])
-def test_qlora_gets_bitsandbytes_on_cuda_only(component: str) -> None:
+def test_qlora_gets_bitsandbytes_on_cuda_only() -> None:
     """spec.steps.train.quantization: 4bit loads the base with bitsandbytes, which needs CUDA."""
-    cuda, cpu = stages(parse(component))[:2]
-    cuda_env = " ".join(i["value"] for i in cuda if i["instruction"] == "ENV")
-    cpu_env = " ".join(i["value"] for i in cpu if i["instruction"] == "ENV")
-    assert re.search(r"GPU_PACKAGES=bitsandbytes==\d+\.\d+\.\d+", cuda_env)
-    assert re.search(r"GPU_PACKAGES=(\s|$)", cpu_env)
-    runs = [i["value"] for i in stages(parse(component))[-1] if i["instruction"] == "RUN"]
-    assert any("$GPU_PACKAGES" in r and ".[train]" in r for r in runs)
+    assert re.fullmatch(r"bitsandbytes==\d+\.\d+\.\d+", parse("train").args["GPU_PACKAGES"])
+    assert build_args("VARIANT_ARGS_cpu")["GPU_PACKAGES"] == ""
+    runs = [i["value"] for i in instructions("train") if i["instruction"] == "RUN"]
+    assert any("$GPU_PACKAGES" in r and ".[train]" in r and "--no-deps" not in r for r in runs)
