@@ -70,17 +70,17 @@ def items_of(rows: list[dict[str, Any]], source: Path) -> list[Any]:
     return items
 
 
-def open_rerun_backend(meta: dict[str, Any], store_uri: str | None) -> Any:
-    """The backend the eval used, with its options, from the meta line."""
+def open_rerun_backend(meta: dict[str, Any], store_uri: str | None, backend: Any = None, options: Any = None) -> Any:
+    """The backend the eval used (or `backend`, its judge's), with its options, from the meta line."""
     from jobs.common.backends.factory import open_backend
     from jobs.common.resolve import materialize
     from jobs.common.spec import Backend, BaseModelSource
 
-    options = meta.get("options") or {}
+    options = options or meta.get("options") or {}
     base_dir = Path(meta.get("baseDir") or Path.cwd())
     scratch = Path(".ft-work/rerun").resolve()
     return open_backend(
-        Backend.model_validate(meta["backend"]),
+        backend or Backend.model_validate(meta["backend"]),
         model=BaseModelSource.model_validate(meta["modelSource"]),
         base_dir=base_dir,
         resolve=lambda loc: materialize(loc, base_dir, scratch),
@@ -89,6 +89,21 @@ def open_rerun_backend(meta: dict[str, Any], store_uri: str | None) -> Any:
         timeout=options.get("timeoutSeconds", 60),
         retries=options.get("retries", 3),
     )
+
+
+def open_rerun_judge(meta: dict[str, Any], store_uri: str | None, cache: bool) -> Any:
+    """The judge the eval graded its judge checks with, None when it had none."""
+    from jobs.common.answercache import AnswerCache
+    from jobs.common.judge import MODE, Judge
+    from jobs.common.spec import Judge as JudgeSpec
+    from jobs.common.store import open_store
+
+    if not meta.get("judge"):
+        return None
+    cfg = JudgeSpec.model_validate(meta["judge"])
+    options = {"concurrency": cfg.concurrency, "timeoutSeconds": cfg.timeout_seconds, "retries": cfg.retries}
+    backend = open_rerun_backend(meta, store_uri, cfg.backend, options)
+    return Judge(backend, cfg.decoding, AnswerCache(open_store(store_uri), backend.identity, MODE) if cache else None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,15 +131,18 @@ def run(args: argparse.Namespace) -> int:
     if args.cache and not store_uri:
         raise InvalidInput("--cache: the results file names no store; pass --store")
     backend = open_rerun_backend(meta, store_uri)
+    judge = open_rerun_judge(meta, store_uri, args.cache)
     mode = meta.get("mode", "eval")
     cache = AnswerCache(open_store(store_uri), backend.identity, mode) if args.cache else None
     try:
         new_rows, stats = answer_and_check(
             items, backend, decoding=Decoding.model_validate(meta["decoding"]), default_checks=[],
-            synonyms=synonyms, mode=mode, cache=cache,
+            synonyms=synonyms, mode=mode, cache=cache, judge=judge,
         )
     finally:
         backend.close()
+        if judge is not None:
+            judge.close()
     out = args.out or default_out(args.results)
     overrides = {"select": select, "ids": [r["id"] for r in chosen], "cache": args.cache}
     if args.synonyms_override:

@@ -156,3 +156,18 @@ def test_agreement_needs_both_kinds_of_check_and_kappa_is_none_when_undefined():
     with pytest.raises(Exception, match="needs the judge's verdict"):
         run_checks([Check(**JUDGE)], "a", None, {})
     assert run_checks([Check(**JUDGE), Check(type="exact")], "a", "a", {}, [Verdict(False, "no")])[1].passed
+
+
+def test_rerun_asks_the_same_judge_and_reads_its_verdicts_from_the_cache(project, run_eval, endpoint, judge_server, monkeypatch, tmp_path):
+    from tests.eval.test_eval_rerun import ftctl, read
+
+    write_jsonl(project / "judged.jsonl", ITEMS)
+    monkeypatch.setenv("JUDGE_API_KEY", "judge-s3cret")
+    run_eval(judged_cfg(endpoint, judge_server.url))
+    results = read_output(project, "results.jsonl")
+    assert ftctl("rerun", str(results), "--all", "--cache", "--out", str(tmp_path / "cached.jsonl")) == 0
+    assert judge_server.calls == 5  # every verdict from the cache
+    assert ftctl("rerun", str(results), "--ids", "fr", "--out", str(tmp_path / "asked.jsonl")) == 0
+    assert judge_server.calls == 6
+    _, [row] = read(tmp_path / "asked.jsonl")
+    assert [o["passed"] for o in row["checks"]] == [False, True]  # any_of fails, the judge passes
