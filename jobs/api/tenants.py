@@ -45,6 +45,9 @@ class KeyRing:
             raise InvalidInput(f"{path}: expected a mapping of API key to namespace")
         return cls(loaded)
 
+    def namespaces(self) -> list[str]:
+        return sorted({t.namespace for _, t in self._keys})
+
     def tenant(self, presented: str) -> Tenant | None:
         given = presented.encode()
         found = None

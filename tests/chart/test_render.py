@@ -74,7 +74,8 @@ def test_watching_another_namespace_puts_the_role_there(render: Render) -> None:
 
 def test_all_options(render: Render) -> None:
     objs = render(VALUE_SETS["all-on"])
-    assert "Role" not in kinds(objs)
+    controller_objs = [o for o in objs if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "api"]
+    assert "Role" not in kinds(controller_objs)  # the API server's Roles are namespaced; tests/chart/test_api.py
     assert {"ClusterRole", "ClusterRoleBinding", "PersistentVolumeClaim", "Secret", "Service", "Job"} <= set(kinds(objs))
     env = controller_env(objs)
     assert env["FT_NAMESPACES"] == "*"
@@ -141,8 +142,9 @@ def test_every_pod_meets_the_restricted_pod_security_standard(render: Render, va
 
 @pytest.mark.parametrize("values", VALUE_SETS)
 def test_only_the_controller_mounts_a_token(render: Render, values: str) -> None:
+    # and the API server, which creates FineTuneRuns (tests/chart/test_api.py checks its Role)
     for name, pod in _pod_specs(render(VALUE_SETS[values])):
-        expected = name.startswith("Deployment/") and name.endswith(("finetune-operator", "finetune"))
+        expected = name.startswith("Deployment/") and name.endswith(("finetune-operator", "finetune", "-api"))
         assert pod["automountServiceAccountToken"] is expected, name
 
 

@@ -31,7 +31,7 @@ IMAGES_MK = (IMAGES / "images.mk").read_text()
 # component -> (module run by the ENTRYPOINT, extras installed, carries torch). The train image
 # serves the evaluate step too (the Job builder runs `python -m jobs.evaluate` in it).
 COMPONENTS = {
-    "controller": ("controller", {"controller"}, False),
+    "controller": ("controller", {"controller", "api"}, False),  # the API server runs from it too
     "eval": ("jobs.eval", {"eval"}, False),
     "pack": ("jobs.pack", {"pack"}, False),
     "train": ("jobs.train", {"train"}, True),
