@@ -34,7 +34,7 @@ from jobs.common.errors import FtError, InvalidSpec
 from jobs.common.names import API_VERSION, GROUP, KIND
 from jobs.common.spec import FineTuneRun
 from jobs.common.specio import run_from_obj
-from jobs.common.status import TERMINAL_PHASES, Condition, ConditionType, Reason, RunStatus
+from jobs.common.status import TERMINAL_PHASES, ConditionType, Reason, RunStatus, condition
 from jobs.common.store import Store, delete_prefix, open_store
 from jobs.pipeline.cache import adopt_if_cached, outputs_to_uris
 from jobs.pipeline.planner import Observed, Start, Stop, plan
@@ -79,11 +79,8 @@ def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 def with_condition(status: RunStatus, previous: RunStatus, cond: tuple[str, str, str, str], now: str) -> RunStatus:
     """`status` with condition `cond` set (replacing one of its type), keeping its
     lastTransitionTime when its status did not change."""
-    ctype, cstatus, reason, message = cond
-    old = next((c for c in previous.conditions if c.type == ctype), None)
-    since = old.last_transition_time if old and old.status == cstatus else now
-    new = Condition(type=ctype, status=cstatus, reason=reason, message=message, last_transition_time=since)
-    return status.model_copy(update={"conditions": [c for c in status.conditions if c.type != ctype] + [new]})
+    new = condition(previous.conditions, *cond, now)
+    return status.model_copy(update={"conditions": [c for c in status.conditions if c.type != new.type] + [new]})
 
 
 def effective_spec(body: dict[str, Any]) -> dict[str, Any]:
@@ -208,7 +205,7 @@ class Reconciler:
         )
         if prev.spec_hash and spec_hash(live) != prev.spec_hash:
             status = with_condition(status, prev, (
-                Reason.SPEC_CHANGED, "True", Reason.SPEC_CHANGED,
+                ConditionType.SPEC_CHANGED, "True", Reason.SPEC_CHANGED,
                 "the spec changed after the run started; only spec.suspend and spec.cleanup take "
                 "effect, the run goes on with the spec it started with",
             ), now)

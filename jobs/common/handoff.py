@@ -1,6 +1,6 @@
-"""What one step hands the next, read in one place so that no step imports another: a packed
-row as the conversation every step renders it, pack's report and label set, and the train
-step's trained weights."""
+"""What one step hands the next, read in one place so that no step imports another: eval's
+results, a packed row as the conversation every step renders it, pack's report and label set,
+and the train step's trained weights."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from jobs.common.errors import InvalidData, MissingInput
 
 if TYPE_CHECKING:
-    from jobs.common.stepctx import StepContext
+    from jobs.common.stepctx import RunReader
 
 
 def _is_message(m: Any) -> bool:
@@ -54,7 +54,7 @@ def chat_tools(row: dict[str, Any], where: str) -> list[dict[str, Any]] | None:
     return tools or None
 
 
-def train_output(ctx: StepContext) -> tuple[str, Path]:
+def train_output(ctx: RunReader) -> tuple[str, Path]:
     """("adapter" | "model", local folder) named by the train step's manifest outputs; only that
     folder is fetched, not the checkpoints beside it."""
     outputs = ctx.input_manifest("train").get("outputs", {})
@@ -71,7 +71,16 @@ def train_output(ctx: StepContext) -> tuple[str, Path]:
     return kind, path
 
 
-def pack_report(ctx: StepContext) -> dict[str, Any] | None:
+# The eval step's answers, which pack curates into training data (data.sources[].fromStep: eval).
+EVAL_RESULTS = "results.jsonl"
+
+
+def eval_results(ctx: RunReader) -> Path:
+    """The local, verified copy of the eval step's results.jsonl."""
+    return ctx.input_dir("eval", only=EVAL_RESULTS) / EVAL_RESULTS
+
+
+def pack_report(ctx: RunReader) -> dict[str, Any] | None:
     """Pack's report.json (counts, drops, labels), or None when its output names none."""
     report = ctx.input_manifest("pack").get("outputs", {}).get("report")
     if report is None:
@@ -83,7 +92,7 @@ def pack_report(ctx: StepContext) -> dict[str, Any] | None:
         raise InvalidData(f"the pack step's {report} is not readable JSON: {err}") from None
 
 
-def pack_labels(ctx: StepContext) -> list[str] | None:
+def pack_labels(ctx: RunReader) -> list[str] | None:
     """The label set pack reported when every packed answer is a label (a classification run, or a
     generative mapping onto a label column), else None."""
     labels = (pack_report(ctx) or {}).get("labels")

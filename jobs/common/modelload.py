@@ -24,7 +24,7 @@ from jobs.common.errors import IntegrityError, InvalidInput
 from jobs.common.store import Store
 
 if TYPE_CHECKING:
-    from jobs.common.stepctx import StepContext
+    from jobs.common.stepctx import RunReader
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class HubUnreachable(InvalidInput):
     code = "HubUnreachable"
 
 
-def base_model_dir(ctx: StepContext) -> Path:
+def base_model_dir(ctx: RunReader) -> Path:
     """A local HF directory holding the spec's base model."""
     source = ctx.spec.model
     if source.kind == "hf":

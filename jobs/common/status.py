@@ -29,8 +29,6 @@ class Reason:
     CANCELLED = "Cancelled"
     RESUMED = "Resumed"
     SECRET_NOT_FOUND = "SecretNotFound"
-    STORE_UNAVAILABLE = "StoreUnavailable"
-    NOT_FINISHED = "NotFinished"
 
 
 class ConditionType:
@@ -39,6 +37,7 @@ class ConditionType:
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     SUSPENDED = "Suspended"
+    SPEC_CHANGED = "SpecChanged"  # the spec was edited after the run started; the edit has no effect
 
 
 class Condition(Model):
@@ -47,6 +46,14 @@ class Condition(Model):
     reason: str
     message: str = ""
     last_transition_time: str
+
+
+def condition(previous: list[Condition], ctype: str, status: str, reason: str, message: str, now: str) -> Condition:
+    """A condition as of `now`, keeping the lastTransitionTime of the previous one of its type when
+    its status did not change."""
+    old = next((c for c in previous if c.type == ctype), None)
+    since = old.last_transition_time if old and old.status == status else now
+    return Condition(type=ctype, status=status, reason=reason, message=message, last_transition_time=since)
 
 
 class StepProgress(Model):

@@ -47,23 +47,19 @@ class StepResult:
 
 
 @dataclass
-class StepContext:
-    step: str
+class RunReader:
+    """The read side of a run: its spec and store, the committed outputs of its steps, and local
+    folders. What every step reads, and all that `ftctl chat` and `ftctl rerun` need."""
+
     run: FineTuneRun
     store: Store
-    base_dir: Path
-    scratch: Path
-    writer: artifacts.StepWriter
-    progress: Progress
-    input_manifests: dict[str, dict[str, Any]]
+    base_dir: Path  # relative paths in the spec are resolved against it
+    scratch: Path  # downloads and working files
+    input_manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def spec(self):
         return self.run.spec
-
-    @property
-    def config(self):
-        return getattr(self.run.spec.steps, self.step)
 
     @property
     def namespace(self) -> str:
@@ -73,19 +69,9 @@ class StepContext:
     def name(self) -> str:
         return self.run.metadata.name
 
-    @property
-    def out(self) -> Path:
-        """Local folder for this step's outputs before they are uploaded."""
-        path = self.scratch / "out"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
     def input_dir(self, step: str, only: str | None = None) -> Path:
         """The verified, local copy of an earlier step's committed output."""
-        manifest = self.input_manifests.get(step) or artifacts.require_manifest(
-            self.store, self.namespace, self.name, step
-        )
-        return artifacts.fetch(self.store, manifest, self.scratch / "inputs" / step, only=only)
+        return artifacts.fetch(self.store, self.input_manifest(step), self.scratch / "inputs" / step, only=only)
 
     def input_manifest(self, step: str) -> dict[str, Any]:
         return self.input_manifests.get(step) or artifacts.require_manifest(
@@ -94,6 +80,26 @@ class StepContext:
 
     def resolve(self, location: str) -> Path:
         return materialize(location, self.base_dir, self.scratch)
+
+
+@dataclass(kw_only=True)
+class StepContext(RunReader):
+    """The write side, for the step that runs: its config, its output folder and writer, progress."""
+
+    step: str
+    writer: artifacts.StepWriter
+    progress: Progress
+
+    @property
+    def config(self):
+        return getattr(self.run.spec.steps, self.step)
+
+    @property
+    def out(self) -> Path:
+        """Local folder for this step's outputs before they are uploaded."""
+        path = self.scratch / "out"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def upload_outputs(self) -> None:
         self.writer.add_dir("", self.out)

@@ -21,13 +21,13 @@ from jobs.common.backends import ChatBackend, Reply
 from jobs.common.backends.factory import display_name, open_backend
 from jobs.common.checks import Synonyms, Verdict, load_synonyms, run_checks
 from jobs.common.errors import InvalidData
+from jobs.common.handoff import EVAL_RESULTS
 from jobs.common.judge import Case, Judge, agreement, needs_judge, open_judge
 from jobs.common.spec import Check, Decoding
 from jobs.common.stepctx import StepContext, StepResult
 from jobs.common.answercache import AnswerCache, answer_key
 from jobs.eval.items import Item, Malformed, load_items
 
-RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
 
 
@@ -261,7 +261,7 @@ def run_step(ctx: StepContext) -> StepResult:
     stats.malformed = malformed
     meta = build_meta(ctx, synonyms, backend.identity, items_path, malformed)
     summary = summarize(rows, stats)
-    write_results(ctx.out / RESULTS, meta, rows)
+    write_results(ctx.out / EVAL_RESULTS, meta, rows)
     (ctx.out / SUMMARY).write_text(json.dumps(summary, indent=2, ensure_ascii=False))
     ctx.upload_outputs()
     metrics = {
@@ -278,7 +278,7 @@ def run_step(ctx: StepContext) -> StepResult:
         agreed = summary["judge"]["agreement"] or {}
         metrics |= {"judgeCalls": summary["judge"]["calls"], "judgeAgreement": agreed.get("agreement"), "judgeKappa": agreed.get("kappa")}
     ctx.progress.event("eval done", **metrics)
-    return StepResult(metrics=metrics, outputs={"results": RESULTS, "summary": SUMMARY})
+    return StepResult(metrics=metrics, outputs={"results": EVAL_RESULTS, "summary": SUMMARY})
 
 
 def _base_model_dir(ctx: StepContext) -> Path:

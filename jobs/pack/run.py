@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.common.errors import InvalidInput
+from jobs.common.handoff import EVAL_RESULTS, eval_results
 from jobs.common.spec import DataSource
 from jobs.common.stepctx import StepContext, StepResult
 from jobs.pack.detect import detect_format
@@ -19,13 +20,10 @@ from jobs.pack.readers import read_file, read_source
 from jobs.pack.records import Record
 from jobs.pack.split import SPLITS
 
-EVAL_RESULTS = "results.jsonl"
-
-
 def _source_file(ctx: StepContext, source: DataSource) -> tuple[str, Path]:
     """(name for messages, local path) of a data source."""
     if source.from_step == "eval":
-        return f"eval step {EVAL_RESULTS}", ctx.input_dir("eval", only=EVAL_RESULTS) / EVAL_RESULTS
+        return f"eval step {EVAL_RESULTS}", eval_results(ctx)
     return source.path, ctx.resolve(source.path)
 
 

@@ -12,13 +12,13 @@ from typing import Any, Literal
 
 from jobs.common.status import (
     TERMINAL_PHASES,
-    Condition,
     ConditionType,
     Reason,
     RunError,
     RunStatus,
     StepProgress,
     StepStatus,
+    condition,
 )
 
 ObservedPhase = Literal["NotStarted", "Running", "Succeeded", "Cached", "Failed"]
@@ -84,20 +84,6 @@ def _step_status(name: str, obs: Observed, cancelled: bool) -> StepStatus:
     )
 
 
-def _conditions(
-    previous: list[Condition], wanted: list[tuple[str, str, str, str]], now: str
-) -> list[Condition]:
-    """Keep lastTransitionTime when a condition's status did not change."""
-    before = {c.type: c for c in previous}
-    out = []
-    for ctype, status, reason, message in wanted:
-        old = before.get(ctype)
-        since = old.last_transition_time if old and old.status == status else now
-        out.append(
-            Condition(type=ctype, status=status, reason=reason, message=message, last_transition_time=since)
-        )
-    return out
-
 
 def _progress_text(steps: list[StepStatus], current: str | None) -> str:
     done = sum(1 for s in steps if s.phase in ("Succeeded", "Cached"))
@@ -143,7 +129,7 @@ def plan(
             current_step=current,
             progress=_progress_text(status_steps, current),
             steps=status_steps,
-            conditions=_conditions(prev.conditions, conds, now),
+            conditions=[condition(prev.conditions, *c, now) for c in conds],
             artifacts=artifacts,
             error=error,
             spec_hash=prev.spec_hash or spec_hash,
