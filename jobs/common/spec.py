@@ -587,7 +587,10 @@ class Steps(Model):
 # --- platform --------------------------------------------------------------------------------
 
 
-class Store(Model):
+# Named apart from jobs.common.store.Store, the open store this location names.
+class StoreLocation(Model):
+    """Where the run's artifacts go."""
+
     uri: str | None = Field(
         default=None,
         max_length=2048,
@@ -688,7 +691,7 @@ class FineTuneRunSpec(Model):
     model: BaseModelSource
     data: Data | None = None
     steps: Steps
-    store: Store = Field(default_factory=Store)
+    store: StoreLocation = Field(default_factory=StoreLocation)
     resources: Resources = Field(default_factory=Resources)
     tracking: Tracking = Field(default_factory=Tracking)
     queue: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63, description="Kueue LocalQueue.")
