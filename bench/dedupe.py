@@ -1,11 +1,12 @@
 """Near-duplicate dedupe: the pack step's MinHash/LSH dedupe against naive all-pairs Jaccard.
 
-    python -m bench.dedupe            # 10k, 100k, 1M rows; all-pairs on 10k and 20k
+    python -m bench.dedupe            # 10k, 100k, 1M, 10M rows; all-pairs on 10k and 20k
     python -m bench.dedupe --quick    # 10k, 100k rows; all-pairs on 2k and 4k
 
 The data is bench.instructions' synthetic set (12% planted duplicates at known Jaccard).
-Each side runs in its own child process, reading the rows from a file, so its time and peak
-RSS are its own. Both sides drop exact duplicates first (jobs.pack.dedupe.exact_duplicates)
+Each side runs in its own child process, reading the rows from a file, so its time, CPU time
+and peak RSS are its own; the pack side streams the rows from the file (twice: exact, then near
+dedupe of the rest), as the dedupe reads them once, so its peak RSS is the dedupe's own. Both sides drop exact duplicates first (jobs.pack.dedupe.exact_duplicates)
 and then near duplicates among the rest, keeping the earlier row, as the pack step does.
 Precision and recall are of the dropped rows, against exact all-pairs token Jaccard on the
 largest all-pairs size; pair recall is the share of all similar pairs that LSH proposed.
@@ -23,14 +24,16 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from bench import report
 from bench.instructions import Dataset, Planted, generate
 
 THRESHOLD = 0.8  # steps.pack.nearDupThreshold's default
 GOAL_SECONDS_1M = 60.0
-GOAL_RECALL = 0.95
+GOAL_SECONDS_10M = 300.0
+GOAL_RSS_10M = 6 * 1024**3
+GOAL_RECALL = 0.99
 GOAL_PRECISION = 0.99
 SEED = 7
 
@@ -116,21 +119,33 @@ def _read(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").split("\n")[:-1]
 
 
+def _stream(path: Path, skip: set[int] | None = None) -> Iterator[str]:
+    """The rows of the file, one at a time, less those in `skip`."""
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if not skip or i not in skip:
+                yield line[:-1]
+
+
+
 def _rss_now() -> int:
     import psutil
 
     return psutil.Process().memory_info().rss
 
 
-def _pack_dedupe(texts: list[str], threshold: float) -> tuple[dict[int, int], Any]:
+def _pack_dedupe(data: Path, threshold: float) -> tuple[dict[int, int], Any, int]:
+    import numpy as np
+
     from jobs.pack.dedupe import exact_duplicates, near_duplicates
 
-    exact = exact_duplicates(texts)
-    survivors = [i for i in range(len(texts)) if i not in exact]
-    near = near_duplicates([texts[i] for i in survivors], threshold)
+    exact = exact_duplicates(_stream(data))
+    near = near_duplicates(_stream(data, set(exact)), threshold)
+    rows = near.rows + len(exact)
+    survivors = np.setdiff1d(np.arange(rows), np.fromiter(exact, dtype=np.int64, count=len(exact)))
     dropped = dict(exact)
-    dropped.update({survivors[j]: survivors[i] for j, (i, _) in near.duplicate_of.items()})
-    return dropped, near
+    dropped.update({int(survivors[j]): int(survivors[i]) for j, (i, _) in near.duplicate_of.items()})
+    return dropped, near, rows
 
 
 def _naive_dedupe(texts: list[str], threshold: float) -> tuple[dict[int, int], int]:
@@ -161,29 +176,31 @@ def child(argv: Sequence[str]) -> None:
     p.add_argument("--rows-out", action="store_true", help="include the dropped rows")
     p.add_argument("--profile", action="store_true")
     args = p.parse_args(argv)
-    texts = _read(args.data)
+    texts = _read(args.data) if args.side == "naive" else None
     planted = [Planted(**row) for row in json.loads(args.data.with_suffix(".planted.json").read_text())]
     if args.side == "pack":
         import datasketch  # noqa: F401  # imported once per process by the step; not what is measured
 
     loaded = _rss_now()
     profile = cProfile.Profile() if args.profile else None
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), report.cpu_seconds()
     if profile:
         profile.enable()
     if args.side == "pack":
-        dropped, near = _pack_dedupe(texts, args.threshold)
+        dropped, near, rows = _pack_dedupe(args.data, args.threshold)
         extra = {"candidatePairs": near.candidate_pairs, "similarPairs": near.similar_pairs}
     else:
         dropped, similar = _naive_dedupe(texts, args.threshold)
+        rows = len(texts)
         extra = {"similarPairs": similar}
     seconds = time.perf_counter() - started
+    extra["cpuSeconds"] = report.cpu_seconds() - cpu
     if profile:
         profile.disable()
         extra["profile"] = _profile_lines(profile)
     report.emit_result({
         "seconds": seconds,
-        "rows": len(texts),
+        "rows": rows,
         "dropped": len(dropped),
         "loadedRss": loaded,
         "peakRss": report.self_peak_rss(),
@@ -250,7 +267,8 @@ def build_section(m: dict[str, Any]) -> report.Section:
             naive_t = f"~{report.fmt_s(naive_s)} (extrapolated n²)"
         speedup = naive_s / r["seconds"]
         rows.append([
-            f"{n:,}", report.fmt_s(r["seconds"]), report.fmt_mib(r["peakRss"]), report.fmt_mib(r["loadedRss"]),
+            f"{n:,}", report.fmt_s(r["seconds"]), report.fmt_s(r["cpuSeconds"]), report.fmt_mib(r["peakRss"]),
+            report.fmt_mib(r["loadedRss"]),
             naive_t, naive_rss, report.fmt_x(speedup), f"{r['dropped']:,}", f"{r['candidatePairs']:,}",
             _pct(r["planted"]["all"]),
         ])
@@ -258,9 +276,18 @@ def build_section(m: dict[str, Any]) -> report.Section:
     s: Scores = m["scores"]
     big = pack[largest]
     goals = []
-    if largest >= 1_000_000:
-        goals.append(report.Goal("1M rows", f"<= {GOAL_SECONDS_1M:.0f} s", report.fmt_s(big["seconds"]),
-                                 big["seconds"] <= GOAL_SECONDS_1M))
+    if 1_000_000 in pack:
+        one_m = pack[1_000_000]
+        goals.append(report.Goal("1M rows", f"<= {GOAL_SECONDS_1M:.0f} s", report.fmt_s(one_m["seconds"]),
+                                 one_m["seconds"] <= GOAL_SECONDS_1M))
+    if largest >= 10_000_000:
+        goals += [
+            report.Goal(f"{largest:,} rows, wall time", f"<= {GOAL_SECONDS_10M:.0f} s",
+                        f"{report.fmt_s(big['seconds'])} ({report.fmt_s(big['cpuSeconds'])} CPU)",
+                        big["seconds"] <= GOAL_SECONDS_10M),
+            report.Goal(f"{largest:,} rows, peak RSS", f"<= {report.fmt_mib(GOAL_RSS_10M)}",
+                        report.fmt_mib(big["peakRss"]), big["peakRss"] <= GOAL_RSS_10M),
+        ]
     goals += [
         report.Goal(f"recall on {m['truthRows']:,} rows vs exact all-pairs", f">= {GOAL_RECALL}", f"{s.recall:.4f}", s.recall >= GOAL_RECALL),
         report.Goal(f"precision on {m['truthRows']:,} rows vs exact all-pairs", f">= {GOAL_PRECISION}", f"{s.precision:.4f}", s.precision >= GOAL_PRECISION),
@@ -288,7 +315,7 @@ def build_section(m: dict[str, Any]) -> report.Section:
     )
     return report.Section(
         title="Near-duplicate dedupe (pack)",
-        columns=["rows", "pack dedupe", "peak RSS", "of which rows loaded", "naive all-pairs", "naive peak RSS",
+        columns=["rows", "pack dedupe", "its CPU time", "peak RSS", "of which at start", "naive all-pairs", "naive peak RSS",
                  "speed-up", "dropped", "LSH candidate pairs", "planted recall"],
         rows=rows, meaning=meaning, goals=goals, notes=notes,
     )
@@ -306,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
                    help="run the largest size once more under cProfile (default: on without --quick)")
     args = p.parse_args(argv)
-    sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
+    sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000, 10_000_000])
     naive_sizes = args.naive_sizes or ([2_000, 4_000] if args.quick else [10_000, 20_000])
     where = report.machine()
     with tempfile.TemporaryDirectory(prefix="bench-dedupe-") as work:

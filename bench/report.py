@@ -38,7 +38,7 @@ trust, not the absolute times. Every section says where, when and with which com
 measured; a new run appends a new section.
 
     make bench                      # the quick ones: python -m bench.all --quick
-    python -m bench.<name> [--quick]   # one: dedupe, train_throughput, controller_scale,
+    python -m bench.<name> [--quick]   # one: dedupe, pack_scale, train_throughput, controller_scale,
                                        # eval_cache, step_cache, store
 """
 
@@ -216,6 +216,14 @@ def run_python(module: str, *args: str, env: dict[str, str] | None = None, **kw:
 def self_peak_rss() -> int:
     """This process's peak RSS in bytes (what a child reports about itself)."""
     return hwm("self")
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time so far (user + system): steadier than wall time on a shared machine."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def emit_result(result: dict[str, Any]) -> None:

@@ -22,12 +22,14 @@ duplicate of an earlier row that was kept.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import string
 import unicodedata
 import zlib
 from array import array
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +50,11 @@ _CJK_RUN = re.compile(rf"[{_CJK}]+")
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W{_CJK}]+")
 _WORD = re.compile(r"\w+")
 _NOT_WORD = re.compile(r"[\W_]+")
+# ASCII text (most rows) takes a path of str methods that gives the same result as the regexes:
+# NFKC changes no ASCII character, casefold is lower(), and \w is [A-Za-z0-9_] there.
+_ASCII_WORD = string.ascii_letters + string.digits
+_ASCII_SPACE_NOT_WORD = str.maketrans({c: " " for c in map(chr, range(128)) if c not in _ASCII_WORD + "_"})
+_ASCII_SPACE_NOT_ALNUM = str.maketrans({c: " " for c in map(chr, range(128)) if c not in _ASCII_WORD})
 
 
 def _fold(text: str) -> str:
@@ -56,11 +63,15 @@ def _fold(text: str) -> str:
 
 def normalize(text: str) -> str:
     """The key for exact duplicates."""
+    if text.isascii():
+        return " ".join(text.lower().translate(_ASCII_SPACE_NOT_ALNUM).split())
     return _NOT_WORD.sub(" ", _fold(text)).strip()
 
 
 def tokens(text: str) -> list[str]:
     """Lowercase words; character bigrams inside CJK runs (a lone CJK character is itself)."""
+    if text.isascii():
+        return text.lower().translate(_ASCII_SPACE_NOT_WORD).split()
     text = _fold(text)
     if not _CJK_RUN.search(text):
         return _WORD.findall(text)
@@ -79,15 +90,22 @@ def jaccard(a: str, b: str) -> float:
     return len(sa & sb) / len(sa | sb) if sa or sb else 1.0
 
 
-def exact_duplicates(texts: Sequence[str]) -> dict[int, int]:
-    """dropped row -> the earlier row it repeats."""
-    first: dict[str, int] = {}
-    dropped = {}
-    for i, text in enumerate(texts):
-        kept = first.setdefault(normalize(text), i)
-        if kept != i:
-            dropped[i] = kept
-    return dropped
+def exact_duplicates(texts: Iterable[str]) -> dict[int, int]:
+    """dropped row -> the earlier row it repeats. Rows are keyed by a 128-bit BLAKE2 digest of the
+    normalized text (16 bytes a row, sorted with numpy, rather than a dict of the texts), read
+    once, so `texts` may be a stream; two different texts share a digest with odds near 2^-128."""
+    digests = bytearray()
+    for text in texts:
+        digests += hashlib.blake2b(normalize(text).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    keys = np.frombuffer(bytes(digests), dtype=[("hi", "<u8"), ("lo", "<u8")])
+    if keys.size < 2:
+        return {}
+    order = np.lexsort((keys["lo"], keys["hi"]))  # stable: equal keys stay in row order
+    ordered = keys[order]
+    new = np.r_[True, ordered[1:] != ordered[:-1]]
+    first = order[np.flatnonzero(new)][np.cumsum(new) - 1]  # the earliest row of each key, per position
+    repeat = ~new
+    return dict(zip(order[repeat].tolist(), first[repeat].tolist()))
 
 
 def band_shape(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int]:
@@ -119,18 +137,20 @@ class TokenSets:
     vocab: list[str]
 
 
-def token_sets(texts: Sequence[str]) -> TokenSets:
+def token_sets(texts: Iterable[str]) -> TokenSets:
+    """Read once, so `texts` may be a stream; ids are int32 (4 bytes a token)."""
     vocab: defaultdict[str, int] = defaultdict()
     vocab.default_factory = vocab.__len__  # a new token gets the next id, without a Python-level call
-    flat = array("q")
-    sizes = np.empty(len(texts), dtype=np.int64)
-    for i, text in enumerate(texts):
+    flat = array("i")
+    sizes = array("i")
+    for text in texts:
         row = set(map(vocab.__getitem__, tokens(text)))
         flat.extend(row)
-        sizes[i] = len(row)
-    starts = np.zeros(len(texts), dtype=np.int64)
-    np.cumsum(sizes[:-1], out=starts[1:])
-    return TokenSets(np.frombuffer(flat, dtype=np.int64), starts, sizes, list(vocab))
+        sizes.append(len(row))
+    size_array = np.frombuffer(sizes, dtype=np.int32).astype(np.int64)
+    starts = np.zeros(size_array.size, dtype=np.int64)
+    np.cumsum(size_array[:-1], out=starts[1:])
+    return TokenSets(np.frombuffer(flat, dtype=np.int32), starts, size_array, list(vocab))
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
@@ -147,19 +167,30 @@ def token_hash(token: str) -> int:
     return zlib.crc32(token.encode("utf-8"))
 
 
-def signatures(sets: TokenSets, rows: np.ndarray, num_perm: int = NUM_PERM, seed: int = SEED) -> np.ndarray:
-    """MinHash signatures (len(rows), num_perm) of rows that have at least one token."""
+def signature_columns(
+    sets: TokenSets, rows: np.ndarray, num_perm: int = NUM_PERM, seed: int = SEED
+) -> Iterator[np.ndarray]:
+    """Column k of the MinHash signatures of `rows` (rows with at least one token), one at a time,
+    so the whole (rows x num_perm) matrix is never held. The affine map is done in uint32, whose
+    wrap-around is datasketch's mod 2^32."""
     from datasketch import MinHash
 
     a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
     vocab_hash = _fmix32(np.fromiter((token_hash(t) for t in sets.vocab), dtype=np.uint32, count=len(sets.vocab)))
-    hashed = vocab_hash[_gather(sets, rows)]
+    every_row = rows.size == sets.sizes.size  # then the ids are already in row order: no gather
+    hashed = vocab_hash[sets.ids if every_row else _gather(sets, rows)]
     offsets = np.zeros(len(rows), dtype=np.int64)
     np.cumsum(sets.sizes[rows][:-1], out=offsets[1:])
-    by_perm = np.empty((num_perm, len(rows)), dtype=np.uint32)  # each band's columns stay contiguous
+    work = np.empty_like(hashed)
     for k in range(num_perm):
-        by_perm[k] = np.minimum.reduceat(hashed * a[k] + b[k], offsets)
-    return by_perm.T
+        np.multiply(hashed, np.uint32(a[k] & 0xFFFFFFFF), out=work)
+        np.add(work, np.uint32(b[k] & 0xFFFFFFFF), out=work)
+        yield np.minimum.reduceat(work, offsets)
+
+
+def signatures(sets: TokenSets, rows: np.ndarray, num_perm: int = NUM_PERM, seed: int = SEED) -> np.ndarray:
+    """MinHash signatures (len(rows), num_perm) of rows that have at least one token."""
+    return np.stack(list(signature_columns(sets, rows, num_perm, seed)), axis=1)
 
 
 def _gather(sets: TokenSets, rows: np.ndarray) -> np.ndarray:
@@ -169,11 +200,14 @@ def _gather(sets: TokenSets, rows: np.ndarray) -> np.ndarray:
     return sets.ids[np.arange(shift.size) + shift]
 
 
-def _band_keys(block: np.ndarray) -> np.ndarray:
+def _band_keys(columns: Iterable[np.ndarray]) -> np.ndarray:
     """One 64-bit key per row for a band of signature columns (collisions only add candidates)."""
-    key = np.full(block.shape[0], 0xCBF29CE484222325, dtype=np.uint64)
-    for col in block.T:
-        key = (key ^ col.astype(np.uint64)) * np.uint64(0x100000001B3)
+    key = None
+    for col in columns:
+        if key is None:
+            key = np.full(col.size, 0xCBF29CE484222325, dtype=np.uint64)
+        key ^= col.astype(np.uint64)
+        key *= np.uint64(0x100000001B3)
     return key
 
 
@@ -218,23 +252,24 @@ def _jaccard_pairs(sets: TokenSets, first: np.ndarray, second: np.ndarray) -> np
 
 
 def near_duplicates(
-    texts: Sequence[str], threshold: float, *, num_perm: int = NUM_PERM, seed: int = SEED
+    texts: Iterable[str], threshold: float, *, num_perm: int = NUM_PERM, seed: int = SEED
 ) -> NearDuplicates:
     """Rows whose token-set Jaccard with an earlier kept row is >= threshold (0 < threshold <= 1).
-    Rows without any token are left to exact dedupe."""
+    Rows without any token are left to exact dedupe. `texts` is read once (it may be a stream)."""
     sets = token_sets(texts)
+    n = sets.sizes.size
     bands, per_band = band_shape(threshold, num_perm)
-    result = NearDuplicates(rows=len(texts), bands=bands, rows_per_band=per_band)
+    result = NearDuplicates(rows=n, bands=bands, rows_per_band=per_band)
     rows = np.flatnonzero(sets.sizes > 0)
     if rows.size < 2:
         return result
-    sig = signatures(sets, rows, num_perm, seed)
+    columns = signature_columns(sets, rows, num_perm, seed)
     codes = [np.empty(0, np.int64)]
-    for band in range(bands):
-        i, j = _bucket_pairs(_band_keys(sig[:, band * per_band : (band + 1) * per_band]))
-        codes.append(rows[i] * len(texts) + rows[j])
+    for _ in range(bands):
+        i, j = _bucket_pairs(_band_keys(next(columns) for _ in range(per_band)))
+        codes.append(rows[i] * n + rows[j])
     pairs = np.unique(np.concatenate(codes))  # sorted by first row, then second
-    first, second = np.divmod(pairs, len(texts))
+    first, second = np.divmod(pairs, n)
     similarity = _jaccard_pairs(sets, first, second)
     similar = similarity >= threshold
     result.candidate_pairs = int(pairs.size)

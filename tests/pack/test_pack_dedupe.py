@@ -7,6 +7,8 @@ import random
 import numpy as np
 import pytest
 from datasketch import MinHash
+from hypothesis import given
+from hypothesis import strategies as st
 
 from jobs.pack import dedupe
 from jobs.pack.dedupe import exact_duplicates, jaccard, near_duplicates, tokens
@@ -150,3 +152,15 @@ def test_band_shape_keeps_pairs_at_the_threshold_likely_candidates():
         bands, rows = dedupe.band_shape(threshold)
         assert bands * rows <= dedupe.NUM_PERM
         assert 1 - (1 - threshold**rows) ** bands >= dedupe.MIN_CANDIDATE_PROBABILITY
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=80))
+def test_the_ascii_fast_path_equals_the_regex_path(text):
+    assert dedupe.normalize(text) == dedupe._NOT_WORD.sub(" ", dedupe._fold(text)).strip()
+    assert dedupe.tokens(text) == dedupe._WORD.findall(dedupe._fold(text))
+
+
+def test_exact_duplicates_reads_a_stream_and_keeps_the_first_of_each_text():
+    texts = ["Hello, world", "other", "hello world!", "HELLO   WORLD", "other", "third"]
+    assert dedupe.exact_duplicates(iter(texts)) == {2: 0, 3: 0, 4: 1}
+    assert dedupe.exact_duplicates(iter([])) == {} and dedupe.exact_duplicates(["one"]) == {}
