@@ -28,15 +28,31 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    import openai
+def start_server(prefix: str):
+    """The API app with the shipped template and an empty file store under uvicorn on a free
+    127.0.0.1 port, in a thread: (the server, its /v1 URL)."""
     import uvicorn
 
-    from jobs.api import worker
     from jobs.api.app import Settings, create_app
     from jobs.api.template import JobTemplate
     from jobs.api.tenants import KeyRing
     from jobs.common.store import open_store
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    app = create_app(Settings(store=open_store((root / "store").as_uri()), keyring=KeyRing({KEY: "bench"}),
+                              template=JobTemplate.from_file(), work_root=root / "work"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]  # port 0: the kernel picked a free one
+    return server, f"http://127.0.0.1:{port}/v1"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import openai
+
+    from jobs.api import worker
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=100)
@@ -44,14 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     worker.LocalWorker.submit = lambda self, ns, job_id, run: None
-    root = Path(tempfile.mkdtemp(prefix="bench-api-"))
-    app = create_app(Settings(store=open_store((root / "store").as_uri()), keyring=KeyRing({KEY: "bench"}),
-                              template=JobTemplate.from_file(), work_root=root / "work"))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=18799, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    base = "http://127.0.0.1:18799/v1"
+    server, base = start_server("bench-api-")
     rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
             for i in range(20)]
     setup = openai.OpenAI(base_url=base, api_key=KEY, max_retries=0)
