@@ -27,7 +27,7 @@ import re
 import string
 import unicodedata
 import zlib
-from array import array
+from itertools import islice
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,11 +50,23 @@ _CJK_RUN = re.compile(rf"[{_CJK}]+")
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W{_CJK}]+")
 _WORD = re.compile(r"\w+")
 _NOT_WORD = re.compile(r"[\W_]+")
-# ASCII text (most rows) takes a path of str methods that gives the same result as the regexes:
-# NFKC changes no ASCII character, casefold is lower(), and \w is [A-Za-z0-9_] there.
+# ASCII text (most rows) takes a path of str and bytes methods that gives the same result as the
+# regexes: NFKC changes no ASCII character, casefold is lower(), and \w is [A-Za-z0-9_] there.
+# Rows are handled a chunk at a time, joined by NUL, so one C call translates a whole chunk.
 _ASCII_WORD = string.ascii_letters + string.digits
 _ASCII_SPACE_NOT_WORD = str.maketrans({c: " " for c in map(chr, range(128)) if c not in _ASCII_WORD + "_"})
 _ASCII_SPACE_NOT_ALNUM = str.maketrans({c: " " for c in map(chr, range(128)) if c not in _ASCII_WORD})
+_SEP = "\x00"
+
+
+def _bytes_table(keep: str) -> bytes:
+    """A bytes.translate table: NUL and `keep` stay, every other byte becomes a space."""
+    return bytes(b if chr(b) in keep or b == 0 else 32 for b in range(256))
+
+
+_BYTES_KEEP_WORD = _bytes_table(_ASCII_WORD + "_")
+_BYTES_KEEP_ALNUM = _bytes_table(_ASCII_WORD)
+CHUNK_ROWS = 50_000
 
 
 def _fold(text: str) -> str:
@@ -90,13 +102,36 @@ def jaccard(a: str, b: str) -> float:
     return len(sa & sb) / len(sa | sb) if sa or sb else 1.0
 
 
+def _ascii_chunk(chunk: list[str]) -> bytes | None:
+    """The chunk's rows joined by NUL, lowercased, as bytes, when they are ASCII without NUL."""
+    joined = _SEP.join(chunk)
+    if not joined.isascii() or joined.count(_SEP) != len(chunk) - 1:
+        return None
+    return joined.encode("ascii").lower()
+
+
+def _chunks(texts: Iterable[str]) -> Iterator[list[str]]:
+    it = iter(texts)
+    while chunk := list(islice(it, CHUNK_ROWS)):
+        yield chunk
+
+
+def _exact_keys(chunk: list[str]) -> Iterator[bytes]:
+    """normalize(text) as UTF-8, for each row of the chunk."""
+    ascii_bytes = _ascii_chunk(chunk)
+    if ascii_bytes is None:
+        return (normalize(t).encode("utf-8", "surrogatepass") for t in chunk)
+    return (b" ".join(row.split()) for row in ascii_bytes.translate(_BYTES_KEEP_ALNUM).split(b"\x00"))
+
+
 def exact_duplicates(texts: Iterable[str]) -> dict[int, int]:
     """dropped row -> the earlier row it repeats. Rows are keyed by a 128-bit BLAKE2 digest of the
     normalized text (16 bytes a row, sorted with numpy, rather than a dict of the texts), read
     once, so `texts` may be a stream; two different texts share a digest with odds near 2^-128."""
     digests = bytearray()
-    for text in texts:
-        digests += hashlib.blake2b(normalize(text).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    for chunk in _chunks(texts):
+        for key in _exact_keys(chunk):
+            digests += hashlib.blake2b(key, digest_size=16).digest()
     keys = np.frombuffer(bytes(digests), dtype=[("hi", "<u8"), ("lo", "<u8")])
     if keys.size < 2:
         return {}
@@ -137,20 +172,35 @@ class TokenSets:
     vocab: list[str]
 
 
+def _chunk_token_ids(chunk: list[str], vocab: dict[bytes, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(row within the chunk, token id) of every token of the chunk; id 0 is the row separator."""
+    ascii_bytes = _ascii_chunk(chunk)
+    if ascii_bytes is not None:
+        words = ascii_bytes.translate(_BYTES_KEEP_WORD).replace(b"\x00", b" \x00 ").split()
+        ids = np.fromiter(map(vocab.__getitem__, words), dtype=np.int64, count=len(words))
+        separator = ids == 0
+        return np.cumsum(separator)[~separator], ids[~separator]
+    per_row = [[vocab[t.encode("utf-8", "surrogatepass")] for t in tokens(text)] for text in chunk]
+    rows = np.repeat(np.arange(len(chunk)), [len(r) for r in per_row])
+    return rows, np.fromiter((i for r in per_row for i in r), dtype=np.int64, count=rows.size)
+
+
 def token_sets(texts: Iterable[str]) -> TokenSets:
-    """Read once, so `texts` may be a stream; ids are int32 (4 bytes a token)."""
-    vocab: defaultdict[str, int] = defaultdict()
+    """Read once, so `texts` may be a stream; ids are int32 (4 bytes a token), tokens UTF-8 bytes."""
+    vocab: defaultdict[bytes, int] = defaultdict()
     vocab.default_factory = vocab.__len__  # a new token gets the next id, without a Python-level call
-    flat = array("i")
-    sizes = array("i")
-    for text in texts:
-        row = set(map(vocab.__getitem__, tokens(text)))
-        flat.extend(row)
-        sizes.append(len(row))
-    size_array = np.frombuffer(sizes, dtype=np.int32).astype(np.int64)
+    vocab[b"\x00"]  # id 0: the row separator inside a chunk, never a token
+    ids, sizes = [np.empty(0, np.int32)], [np.empty(0, np.int64)]
+    for chunk in _chunks(texts):
+        rows, chunk_ids = _chunk_token_ids(chunk, vocab)
+        keys = np.sort((rows << 32) | chunk_ids)  # a sort, not np.unique: its hash path is far slower here
+        keys = keys[np.r_[True, keys[1:] != keys[:-1]]]  # each row's distinct ids, rows in order
+        ids.append((keys & 0xFFFFFFFF).astype(np.int32))
+        sizes.append(np.bincount(keys >> 32, minlength=len(chunk)))
+    size_array = np.concatenate(sizes).astype(np.int64)
     starts = np.zeros(size_array.size, dtype=np.int64)
     np.cumsum(size_array[:-1], out=starts[1:])
-    return TokenSets(np.frombuffer(flat, dtype=np.int32), starts, size_array, list(vocab))
+    return TokenSets(np.concatenate(ids), starts, size_array, list(vocab))
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
@@ -162,9 +212,9 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint32(16))
 
 
-def token_hash(token: str) -> int:
-    """The 32-bit hash of a token (stable across processes, unlike hash())."""
-    return zlib.crc32(token.encode("utf-8"))
+def token_hash(token: str | bytes) -> int:
+    """The 32-bit hash of a token's UTF-8 bytes (stable across processes, unlike hash())."""
+    return zlib.crc32(token if isinstance(token, bytes) else token.encode("utf-8"))
 
 
 def signature_columns(

@@ -164,3 +164,16 @@ def test_exact_duplicates_reads_a_stream_and_keeps_the_first_of_each_text():
     texts = ["Hello, world", "other", "hello world!", "HELLO   WORLD", "other", "third"]
     assert dedupe.exact_duplicates(iter(texts)) == {2: 0, 3: 0, 4: 1}
     assert dedupe.exact_duplicates(iter([])) == {} and dedupe.exact_duplicates(["one"]) == {}
+
+
+def test_token_sets_and_exact_keys_of_chunks_equal_those_of_each_row(monkeypatch):
+    """Chunks of ASCII rows are tokenized at once; chunks with other text, or a NUL, row by row."""
+    monkeypatch.setattr(dedupe, "CHUNK_ROWS", 3)
+    texts = ["Hello, World_1 again", "", "snake_case and CamelCase", "x\x00y z", "naïve café", "GPU 训练 ok",
+             "  spaced   out!! ", "hello world_1 AGAIN"]
+    sets = dedupe.token_sets(texts)
+    for i, text in enumerate(texts):
+        row = sets.ids[sets.starts[i]: sets.starts[i] + sets.sizes[i]]
+        assert {sets.vocab[t].decode() for t in row} == set(tokens(text))
+    keys = [k for chunk in dedupe._chunks(texts) for k in dedupe._exact_keys(chunk)]
+    assert keys == [dedupe.normalize(t).encode() for t in texts]
