@@ -55,13 +55,14 @@ def wait_live(endpoint: str, proc: subprocess.Popen, timeout: float = 60) -> Non
     raise TimeoutError(f"minio not live at {endpoint} after {timeout:.0f} s")
 
 
-def start_minio(binary: Path, data: Path, log: Path) -> tuple[S3Server, subprocess.Popen]:
+def start_minio(binary: Path, data: Path, log: Path, host: str = "127.0.0.1") -> tuple[S3Server, subprocess.Popen]:
+    """MinIO listening on `host` only (loopback, or the test cluster's pod bridge)."""
     port, console = free_port(), free_port()
-    server = S3Server(f"http://127.0.0.1:{port}", "ft-test-access", "ft-test-secret-key")
+    server = S3Server(f"http://{host}:{port}", "ft-test-access", "ft-test-secret-key")
     env = {**os.environ, "MINIO_ROOT_USER": server.access_key, "MINIO_ROOT_PASSWORD": server.secret_key,
            "MINIO_BROWSER": "off", "MINIO_UPDATE": "off", "HOME": str(data)}
     proc = subprocess.Popen(
-        [str(binary), "server", "--quiet", "--address", f"127.0.0.1:{port}",
+        [str(binary), "server", "--quiet", "--address", f"{host}:{port}",
          "--console-address", f"127.0.0.1:{console}", str(data / "export")],
         env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )

@@ -23,7 +23,7 @@ KUBERNETES_VERSION ?= v1.34.4
 ETCD_VERSION ?= v3.6.5
 ETCD_BIN := $(TOOLS_DIR)/etcd-$(ETCD_VERSION)
 KUBE_DIR := $(TOOLS_DIR)/kubernetes-$(KUBERNETES_VERSION)
-KUBE_BINS := $(KUBE_DIR)/kube-apiserver $(KUBE_DIR)/kube-controller-manager
+KUBE_BINS := $(KUBE_DIR)/kube-apiserver $(KUBE_DIR)/kube-controller-manager $(KUBE_DIR)/kube-scheduler $(KUBE_DIR)/kubelet
 
 .PHONY: cluster-bin
 cluster-bin: $(ETCD_BIN) $(KUBE_BINS)

@@ -1,8 +1,8 @@
 """A real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver and kube-controller-manager
 of one pinned release, built from Go modules by `make cluster-bin` (tests/cluster/gobuild.sh),
 with RBAC authorization, service-account tokens and the PodSecurity admission. The
-controller-manager runs the Job controller and the garbage collector; there is no scheduler and
-no kubelet, so pods are created and stay Pending. It proves what the emulator cannot (schema
+controller-manager runs the Job controller and the garbage collector. Without the node of
+node.py (kube-scheduler, kubelet), pods are created and stay Pending. It proves what the emulator cannot (schema
 admission, the status subresource, RBAC, tokens, owner references collected for real)."""
 
 from __future__ import annotations
@@ -42,11 +42,45 @@ def _signing_key(path: Path) -> None:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
+def _kubelet_client_cert(certs: Path) -> None:
+    """A CA the kubelet trusts for its API, and the API server's client certificate from it
+    (pod logs, exec): kubelet-ca.crt, kubelet-client.crt and kubelet-client.key."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(cn: str, org: str | None = None) -> x509.Name:
+        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+        return x509.Name(attrs + ([x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)] if org else []))
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+
+    def cert(subject: x509.Name, public_key, ca: bool) -> x509.Certificate:
+        return (x509.CertificateBuilder().subject_name(subject).issuer_name(name("ft-kubelet-ca"))
+                .public_key(public_key).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                .sign(ca_key, hashes.SHA256()))
+
+    pem = serialization.Encoding.PEM
+    (certs / "kubelet-ca.crt").write_bytes(cert(name("ft-kubelet-ca"), ca_key.public_key(), True).public_bytes(pem))
+    (certs / "kubelet-client.crt").write_bytes(
+        cert(name("kube-apiserver-kubelet-client", "system:masters"), key.public_key(), False).public_bytes(pem))
+    (certs / "kubelet-client.key").write_bytes(key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+
 @dataclass
 class ControlPlane:
+    host: str
     url: str
     ca_file: Path
     admin_token: str
+    node_token: str
     root: Path
     procs: list[subprocess.Popen]
 
@@ -76,7 +110,7 @@ class ControlPlane:
                 proc.kill()
 
 
-def _wait(what: str, check, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+def wait_running(what: str, check, proc: subprocess.Popen, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -87,7 +121,10 @@ def _wait(what: str, check, proc: subprocess.Popen, log: Path, timeout: float) -
     raise TimeoutError(f"{what} not ready after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-def start(root: Path, etcd: Path, apiserver: Path, controller_manager: Path, timeout: float = 120) -> ControlPlane:
+def start(root: Path, etcd: Path, apiserver: Path, controller_manager: Path, host: str = "127.0.0.1",
+          timeout: float = 120) -> ControlPlane:
+    """The control plane; the API server listens on `host` only (loopback, or the pod bridge's
+    address so that pods reach it too)."""
     import ssl
     import urllib.request
 
@@ -111,25 +148,31 @@ def start(root: Path, etcd: Path, apiserver: Path, controller_manager: Path, tim
             return False
 
     try:
-        _wait("etcd", etcd_ok, procs[0], etcd_log, timeout)
+        wait_running("etcd", etcd_ok, procs[0], etcd_log, timeout)
         certs = root / "certs"
         certs.mkdir()
         _signing_key(certs / "sa.key")
-        admin_token = uuid.uuid4().hex
-        (root / "tokens.csv").write_text(f'{admin_token},ft-admin,ft-admin,"system:masters"\n')
+        _kubelet_client_cert(certs)
+        admin_token, node_token = uuid.uuid4().hex, uuid.uuid4().hex
+        (root / "tokens.csv").write_text(f'{admin_token},ft-admin,ft-admin,"system:masters"\n'
+                                         f'{node_token},system:node:ft-node,ft-node,"system:nodes"\n')
         api_log = root / "kube-apiserver.log"
         procs.append(subprocess.Popen(
-            [str(apiserver), "--etcd-servers", etcd_url, "--bind-address", "127.0.0.1",
-             "--advertise-address", "127.0.0.1", "--secure-port", str(secure_port), "--cert-dir", str(certs),
-             "--service-cluster-ip-range", SERVICE_RANGE, "--authorization-mode", "RBAC",
+            [str(apiserver), "--etcd-servers", etcd_url, "--bind-address", host,
+             "--advertise-address", host, "--secure-port", str(secure_port), "--cert-dir", str(certs),
+             "--service-cluster-ip-range", SERVICE_RANGE, "--authorization-mode", "Node,RBAC",
              "--token-auth-file", str(root / "tokens.csv"),
              "--service-account-issuer", "https://kubernetes.default.svc",
              "--service-account-key-file", str(certs / "sa.pub"),
              "--service-account-signing-key-file", str(certs / "sa.key"),
-             "--enable-admission-plugins", "PodSecurity,ServiceAccount,NamespaceLifecycle",
-             "--allow-privileged=false", "--profiling=false"],
+             "--enable-admission-plugins", "PodSecurity,ServiceAccount,NamespaceLifecycle,NodeRestriction",
+             "--allow-privileged=false", "--profiling=false",
+             # Node names do not resolve here; the kubelet is reached at its address.
+             "--kubelet-preferred-address-types", "InternalIP",
+             "--kubelet-client-certificate", str(certs / "kubelet-client.crt"),
+             "--kubelet-client-key", str(certs / "kubelet-client.key")],
             stdout=api_log.open("wb"), stderr=subprocess.STDOUT))
-        url = f"https://127.0.0.1:{secure_port}"
+        url = f"https://{host}:{secure_port}"
         insecure = ssl.create_default_context()
         insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
 
@@ -141,9 +184,9 @@ def start(root: Path, etcd: Path, apiserver: Path, controller_manager: Path, tim
             except OSError:
                 return False
 
-        _wait("kube-apiserver", api_ok, procs[1], api_log, timeout)
+        wait_running("kube-apiserver", api_ok, procs[1], api_log, timeout)
         # The serving certificate the API server made for itself, CA included: clients verify it.
-        plane = ControlPlane(url, certs / "apiserver.crt", admin_token, root, procs)
+        plane = ControlPlane(host, url, certs / "apiserver.crt", admin_token, node_token, root, procs)
         kcm_log = root / "kube-controller-manager.log"
         procs.append(subprocess.Popen(
             [str(controller_manager), "--kubeconfig", str(plane.kubeconfig(root / "admin.kubeconfig")),
