@@ -66,6 +66,13 @@ class PreflightError(FtError):
     exit_code = EXIT_CRASH
 
 
+class Preempted(FtError):
+    """SIGTERM: a checkpoint was saved; the next attempt resumes from it."""
+
+    code = "Preempted"
+    exit_code = EXIT_PREEMPTED
+
+
 class TransientError(FtError):
     code = "Unavailable"
     exit_code = EXIT_TRANSIENT

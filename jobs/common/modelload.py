@@ -163,8 +163,10 @@ def compute_dtype() -> Any:
     return torch.float32
 
 
-def nf4_config() -> Any:
-    """QLoRA's 4-bit NormalFloat quantization (bitsandbytes), with bfloat16 compute."""
+def nf4_config(sharded: bool = False) -> Any:
+    """QLoRA's 4-bit NormalFloat quantization (bitsandbytes), with bfloat16 compute. `sharded`
+    (FSDP): the packed 4-bit weights are stored as bfloat16, the dtype of the rest of the model,
+    because FSDP flattens and shards tensors of one dtype (bitsandbytes' FSDP-QLoRA setting)."""
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -173,6 +175,7 @@ def nf4_config() -> Any:
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
+        **({"bnb_4bit_quant_storage": torch.bfloat16} if sharded else {}),
     )
 
 
@@ -185,18 +188,25 @@ def load_tokenizer(model_dir: Path) -> Any:
     return tokenizer
 
 
-def load_causal_lm(model_dir: Path, adapter_dir: Path | None = None, *, quantize_4bit: bool = False) -> tuple[Any, Any]:
+def load_causal_lm(
+    model_dir: Path, adapter_dir: Path | None = None, *, quantize_4bit: bool = False, sharded: bool = False
+) -> tuple[Any, Any]:
     """(model, tokenizer) from an HF folder, with a peft adapter applied when given.
 
     The tokenizer comes from the adapter folder when it has one (training saves it there).
+    Each worker of a distributed step loads onto its own GPU (LOCAL_RANK); `sharded` (FSDP) loads
+    without a device map, FSDP places the shards.
     """
     from transformers import AutoModelForCausalLM
 
+    from jobs.common import ranks
+
     kwargs: dict[str, Any] = {"dtype": compute_dtype()}
+    device_map = None if sharded else {"": ranks.local_rank()}
     if quantize_4bit:
-        kwargs.update(quantization_config=nf4_config(), device_map={"": 0})
-    elif has_gpu():
-        kwargs["device_map"] = {"": 0}
+        kwargs.update(quantization_config=nf4_config(sharded), device_map=device_map)
+    elif has_gpu() and device_map:
+        kwargs["device_map"] = device_map
     model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
     tokenizer_dir = adapter_dir if adapter_dir and (adapter_dir / "tokenizer_config.json").is_file() else model_dir
     tokenizer = load_tokenizer(tokenizer_dir)

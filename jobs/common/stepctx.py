@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from jobs.common import artifacts, keys
+from jobs.common import artifacts, keys, ranks
 from jobs.common.cachekey import STEP_INPUTS, code_version, step_key
 from jobs.common.errors import EXIT_CRASH, FtError, InvalidSpec
 from jobs.common.progress import Progress, emit, write_termination_message
@@ -113,7 +113,7 @@ def _configure_logging() -> None:
     )
 
 
-def _load_spec() -> FineTuneRun:
+def load_spec() -> FineTuneRun:
     if path := os.environ.get("FT_SPEC_FILE"):
         return load_run(Path(path))
     if text := os.environ.get("FT_SPEC"):
@@ -122,7 +122,7 @@ def _load_spec() -> FineTuneRun:
 
 
 def build_context(step: str) -> StepContext:
-    run = _load_spec()
+    run = load_spec()
     if getattr(run.spec.steps, step) is None:
         raise InvalidSpec(f"spec.steps.{step}: this step is not enabled in the spec")
     uri = os.environ.get("FT_STORE_URI") or run.spec.store.uri
@@ -131,10 +131,12 @@ def build_context(step: str) -> StepContext:
     store = open_store(uri)
     base_dir = Path(os.environ.get("FT_BASE_DIR", os.getcwd()))
     scratch = Path(os.environ.get("FT_SCRATCH") or tempfile.mkdtemp(prefix=f"ft-{step}-"))
+    if ranks.world_size() > 1:  # the workers of one pod share its scratch volume
+        scratch = scratch / f"rank-{ranks.rank()}"
     scratch.mkdir(parents=True, exist_ok=True)
     ns, name = run.metadata.namespace, run.metadata.name
     sink = None
-    if os.environ.get("FT_PROGRESS_TO_STORE") == "1":
+    if os.environ.get("FT_PROGRESS_TO_STORE") == "1" and ranks.is_main():
         progress_key = keys.join(keys.step_prefix(ns, name, step), "progress.json")
         sink = lambda msg: store.put_bytes(progress_key, json.dumps(msg).encode())  # noqa: E731
     enabled = run.spec.steps.enabled()
@@ -148,23 +150,31 @@ def build_context(step: str) -> StepContext:
         base_dir=base_dir,
         scratch=scratch,
         writer=artifacts.StepWriter(store, ns, name, step),
-        progress=Progress(step, sink=sink),
+        progress=Progress(step, sink=sink, quiet=not ranks.is_main()),
         input_manifests=inputs,
     )
 
 
 def execute(step: str, body: Callable[[StepContext], StepResult]) -> dict[str, Any]:
-    """Run one step to a committed manifest (or a cache hit). Raises FtError on failure."""
+    """Run one step to a committed manifest (or a cache hit). Raises FtError on failure.
+
+    In a distributed step every worker runs the body; only rank 0 writes the manifest."""
     ctx = build_context(step)
     key = step_key(ctx.spec, step, ctx.input_manifests, ctx.base_dir)
+    writes = ranks.is_main()
     if os.environ.get("FT_FORCE") != "1":
         cached = artifacts.lookup_cache(ctx.store, step, key)
         if cached is not None:
+            if not writes:
+                return cached
             manifest = artifacts.adopt_cached(ctx.store, ctx.namespace, ctx.name, step, cached)
             ctx.progress.event("cached", key=key)
             return manifest
-    ctx.writer.begin()
+    if writes:
+        ctx.writer.begin()
     result = body(ctx)
+    if not writes:
+        return {"metrics": result.metrics}
     manifest = ctx.writer.commit(
         input_key=key,
         code_version=code_version(step),
@@ -190,9 +200,15 @@ def redact(text: str) -> str:
 
 def main(step: str, body: Callable[[StepContext], StepResult]) -> None:
     """Entry point for `python -m jobs.<step>`; exits with the code the Job policy expects."""
+    guarded(step, lambda: execute(step, body) and 0)
+
+
+def guarded(step: str, start: Callable[[], int]) -> None:
+    """Run `start` and exit with the code it returns, or the code its error maps to (after the
+    error's JSON line and termination message)."""
     _configure_logging()
     try:
-        execute(step, body)
+        code = start()
     except FtError as err:
         message = redact(err.message)
         log.error("%s: %s", err.code, message)
@@ -207,4 +223,4 @@ def main(step: str, body: Callable[[StepContext], StepResult]) -> None:
             emit("error", step=step, code="Crash", message=redact(f"{type(err).__name__}: {err}"))
         )
         sys.exit(EXIT_CRASH)
-    sys.exit(0)
+    sys.exit(code)

@@ -1,4 +1,3 @@
-from jobs.common.stepctx import main
-from jobs.train.run import run_step
+from jobs.train.run import main
 
-main("train", run_step)
+main()

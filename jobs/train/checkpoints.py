@@ -27,6 +27,7 @@ from jobs.common.errors import IntegrityError
 from jobs.common.progress import Progress
 from jobs.common.store import Store
 from jobs.common.tracking import MetricsLog
+from jobs.train.preemption import Preemption
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class CheckpointStore:
         self.prefix = keys.join(step_prefix, FOLDER)
         self.input_key = input_key
         self.progress = progress
+        self.restored: dict[str, Any] | None = None  # the manifest of the checkpoint restore() returned
 
     def _key_prefix(self, step: int) -> str:
         return keys.join(self.prefix, f"checkpoint-{step}")
@@ -85,6 +87,7 @@ class CheckpointStore:
             local = dest_root / f"checkpoint-{step}"
             problem = self._problem(manifest, local)
             if problem is None:
+                self.restored = manifest
                 _relocate_best(local)
                 if skipped:
                     message = f"resuming from checkpoint-{step}, the previous good checkpoint"
@@ -114,12 +117,11 @@ class CheckpointStore:
             return str(err)
         return None
 
-    def commit(self, local: Path, step: int) -> None:
+    def commit(self, local: Path, step: int, preempted: bool = False) -> None:
+        """`preempted`: saved on SIGTERM; the manifest says so, and the resumed step's status too."""
+        meta = {"step": "train", "kind": "checkpoint", "globalStep": step, "inputKey": self.input_key}
         artifacts.commit_tree(
-            self.store,
-            self._key_prefix(step),
-            local,
-            {"step": "train", "kind": "checkpoint", "globalStep": step, "inputKey": self.input_key},
+            self.store, self._key_prefix(step), local, {**meta, **({"preemptedAt": step} if preempted else {})}
         )
         self._prune(keep_from=step)
 
@@ -142,11 +144,13 @@ class CheckpointStore:
 
 
 class CheckpointCallback(TrainerCallback):
-    """Uploads each checkpoint the Trainer saves, with the metrics logged so far."""
+    """Uploads each checkpoint the Trainer saves, with the metrics logged so far (rank 0: in a
+    distributed step the model and optimizer are gathered to it, see Session.trainer_args)."""
 
-    def __init__(self, checkpoints: CheckpointStore, metrics: MetricsLog):
+    def __init__(self, checkpoints: CheckpointStore, metrics: MetricsLog, preemption: Preemption):
         self.checkpoints = checkpoints
         self.metrics = metrics
+        self.preemption = preemption
 
     def on_save(self, args, state, control, **kwargs):
         # The final state is committed as the step's output right after; a checkpoint of it would
@@ -157,6 +161,11 @@ class CheckpointCallback(TrainerCallback):
         if state.is_world_process_zero and local.is_dir():
             if self.metrics.path.exists():
                 shutil.copyfile(self.metrics.path, local / METRICS_COPY)
-            self.checkpoints.commit(local, state.global_step)
+            preempted = self.preemption.at_step == state.global_step
+            self.checkpoints.commit(local, state.global_step, preempted=preempted)
             self.checkpoints.progress.event("checkpoint", globalStep=state.global_step)
+            if preempted:
+                self.checkpoints.progress.update(
+                    state.global_step, state.max_steps, preemptedAt=state.global_step, flush=True
+                )
         return control

@@ -1,5 +1,8 @@
-"""What every training method shares: checkpoints and resume, metrics and tracking, the
-Trainer arguments that come from the spec, and writing the step's outputs."""
+"""What every training method shares: checkpoints and resume, preemption, metrics and tracking,
+the Trainer arguments that come from the spec (distribution included), and writing the step's
+outputs.
+
+In a distributed step every worker has a Session; only rank 0's writes anything to the store."""
 
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from jobs.common import keys, runname
+from jobs.common import keys, ranks, runname
 from jobs.common.cachekey import step_key
+from jobs.common.errors import Preempted
 from jobs.common.modelload import bf16_supported, has_gpu
 from jobs.common.spec import TrainStep
 from jobs.common.stepctx import StepContext, StepResult
@@ -26,6 +30,8 @@ from jobs.train.checkpoints import (
     CheckpointStore,
     checkpoint_step,
 )
+from jobs.train import tokenize_once
+from jobs.train.preemption import Preemption
 from jobs.train.report import write_training_report
 
 
@@ -38,6 +44,7 @@ class Session:
     checkpoints: CheckpointStore
     tracker: Tracker
     metrics: MetricsLog
+    preemption: Preemption
 
     @classmethod
     def open(cls, ctx: StepContext) -> Session:
@@ -55,7 +62,7 @@ class Session:
             shutil.copyfile(resume_from / METRICS_COPY, metrics_path)
         wandb = ctx.spec.tracking.wandb
         tracker = open_tracker(
-            wandb,
+            wandb if ranks.is_main() else None,
             run_id=f"{ctx.namespace}-{ctx.name}-{input_key[:8]}",
             name=runname.expand(wandb.run_name, ctx.run) if wandb and wandb.run_name else ctx.name,
             config=cfg.model_dump(mode="json", by_alias=True),
@@ -64,7 +71,18 @@ class Session:
         metrics = MetricsLog(metrics_path, tracker)
         if resume_from is not None:
             metrics.truncate(checkpoint_step(resume_from))
-        return cls(ctx, cfg, work, resume_from, checkpoints, tracker, metrics)
+            # every progress line of this attempt says where it took over (the run's status shows it)
+            ctx.progress.carry = {
+                "resumedFrom": checkpoint_step(resume_from),
+                "preemptedAt": (checkpoints.restored or {}).get("preemptedAt"),
+            }
+        preemption = Preemption().install()
+        return cls(ctx, cfg, work, resume_from, checkpoints, tracker, metrics, preemption)
+
+    @property
+    def sharded(self) -> bool:
+        """FSDP shards the model over the workers (loaded without a device map)."""
+        return ranks.world_size() > 1 and self.cfg.distributed.strategy == "fsdp"
 
     def trainer_args(self, **overrides: Any) -> dict[str, Any]:
         """TrainingArguments keywords from the spec (TRL's configs take the same ones)."""
@@ -100,8 +118,46 @@ class Session:
         )
         if cfg.eval_every:
             args.update(eval_strategy="steps", eval_steps=cfg.eval_every)
+        if ranks.world_size() > 1:
+            args.update(self._distributed_args(gpu))
         args.update(overrides)
         return args
+
+    def _distributed_args(self, gpu: bool) -> dict[str, Any]:
+        """DDP is what the Trainer does under torchrun; fsdp shards with FSDP2 (accelerate's plugin).
+
+        FSDP checkpoints are consolidated (FULL_STATE_DICT): rank 0 gathers the model and the
+        optimizer and writes one checkpoint folder like a single process's (plus
+        `optimizer.bin`), which is what goes to the store and what every rank resumes from.
+        """
+        strategy = self.cfg.distributed.strategy
+        if strategy == "ddp":
+            # LoRA's frozen weights need no gradient, and every trainable one gets one each step
+            return {"ddp_find_unused_parameters": False}
+        if strategy == "fsdp":
+            return {
+                "fsdp": True,
+                "fsdp_config": {
+                    "version": 2,
+                    "reshard_after_forward": True,
+                    "state_dict_type": "FULL_STATE_DICT",
+                    # FSDP's own checkpointing, not the Trainer's (which would all-gather twice)
+                    "activation_checkpointing": gpu,
+                },
+                "activation_checkpointing": False,
+            }
+        # zero3: DeepSpeed ZeRO stage 3 through accelerate; "auto" takes the Trainer's values.
+        # The 16-bit weights are gathered at save time, so checkpoints are consolidated too.
+        return {
+            "deepspeed": {
+                "zero_optimization": {"stage": 3, "stage3_gather_16bit_weights_on_model_save": True},
+                "bf16": {"enabled": "auto"},
+                "train_micro_batch_size_per_gpu": "auto",
+                "train_batch_size": "auto",
+                "gradient_accumulation_steps": "auto",
+                "gradient_clipping": "auto",
+            }
+        }
 
     def callbacks(self, selection: dict[str, Any] | None = None) -> list[Any]:
         """The progress and checkpoint callbacks, plus early stopping when `selection` (see
@@ -110,7 +166,8 @@ class Session:
 
         callbacks = [
             ProgressCallback(self.ctx.progress, self.metrics),
-            CheckpointCallback(self.checkpoints, self.metrics),
+            self.preemption,
+            CheckpointCallback(self.checkpoints, self.metrics, self.preemption),
         ]
         if selection and self.cfg.early_stopping_patience > 0:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=self.cfg.early_stopping_patience))
@@ -173,6 +230,11 @@ class Session:
             tokens_before = state.get("num_input_tokens_seen", 0)
             self.ctx.progress.event("resuming", fromStep=state.get("global_step"))
         trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
+        if self.preemption.stopped_early(trainer.state):
+            raise Preempted(
+                f"SIGTERM: saved checkpoint-{self.preemption.at_step} to the store and stopped; "
+                "the next attempt resumes from it"
+            )
         seconds = time.time() - started
         tokens = trainer.state.num_input_tokens_seen - tokens_before
         return {
@@ -182,14 +244,18 @@ class Session:
             "trainTokensPerSec": round(tokens / seconds, 1) if seconds > 0 else None,
             "resumedFromStep": checkpoint_step(self.resume_from) if self.resume_from else None,
             "precision": "bf16-autocast" if trainer.args.bf16 else "fp32",
+            "worldSize": ranks.world_size(),
+            "sharded": trainer.is_fsdp_enabled,  # what the Trainer did, not only what the spec asked
         }
 
     def save_weights(self, trainer: Any, tokenizer: Any) -> str:
         """Save the trained weights and the tokenizer under ctx.out; returns the folder's name:
         "adapter" with LoRA, else "model"."""
         artifact = "adapter" if self.cfg.lora else "model"
-        trainer.model.save_pretrained(self.ctx.out / artifact)
-        tokenizer.save_pretrained(self.ctx.out / artifact)
+        state = trainer.accelerator.get_state_dict(trainer.model)  # every rank: FSDP gathers to rank 0
+        if ranks.is_main():
+            trainer.model.save_pretrained(self.ctx.out / artifact, state_dict=state)
+            tokenizer.save_pretrained(self.ctx.out / artifact)
         return artifact
 
     def finish(self, artifact: str, metrics: dict[str, Any], config: dict[str, Any]) -> StepResult:
@@ -197,6 +263,8 @@ class Session:
 
         `artifact` is the folder under ctx.out holding the trained weights (see save_weights).
         """
+        if not ranks.is_main():
+            return StepResult(metrics=metrics)
         out = self.ctx.out
         losses = [loss for _, loss in self.metrics.series("loss")]
         metrics = {
@@ -219,6 +287,7 @@ class Session:
         self.tracker.finish()
         self.ctx.upload_outputs()
         self.checkpoints.clear()
+        tokenize_once.clear()
         note = self._note(metrics)
         return StepResult(
             metrics=metrics,

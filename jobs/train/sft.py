@@ -23,6 +23,7 @@ from jobs.train.chat import ToolsNotRendered, chat_encoder, ensure_chat_template
 from jobs.common.handoff import chat_messages, chat_tools
 from jobs.train.data import Split, Splits
 from jobs.train.packed_rows import train_packed_rows
+from jobs.train import tokenize_once
 from jobs.train.session import Session
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,12 @@ def prepare(cfg: TrainStep, splits: Splits, base_dir: Path) -> SftPlan:
     check_target_modules(cfg.lora, base_dir, AutoModelForCausalLM)
     tokenizer = load_tokenizer(base_dir)
     ensure_chat_template(tokenizer)
-    train = tokenize(splits.train, tokenizer, cfg.assistant_only_loss)
+    # in a distributed step rank 0 tokenizes and the others read its rows (jobs.train.tokenize_once)
+    train = tokenize_once.once("train", lambda: tokenize(splits.train, tokenizer, cfg.assistant_only_loss))
     longest = check_lengths(train, cfg.max_length)
-    val = tokenize(splits.val, tokenizer, cfg.assistant_only_loss) if len(splits.val) else None
+    val = None
+    if len(splits.val):
+        val = tokenize_once.once("val", lambda: tokenize(splits.val, tokenizer, cfg.assistant_only_loss))
     return SftPlan(base_dir, tokenizer, train, val, longest)
 
 
@@ -86,7 +90,7 @@ def train(session: Session, plan: SftPlan) -> StepResult:
     from trl import SFTConfig, SFTTrainer
 
     cfg = session.cfg
-    model, _ = load_causal_lm(plan.base_dir, quantize_4bit=cfg.quantization == "4bit")
+    model, _ = load_causal_lm(plan.base_dir, quantize_4bit=cfg.quantization == "4bit", sharded=session.sharded)
     if cfg.quantization == "4bit":
         from peft import prepare_model_for_kbit_training
 
