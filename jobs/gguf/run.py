@@ -4,7 +4,10 @@
 
 Reads the train step's adapter (or full model) and the base model; writes
 <name>-<QUANT>.gguf per `spec.steps.gguf.quantizations`, Modelfile, smoke.json
-and merged/ (the merged Hugging Face model). Needs llama-cpp-python and
+and merged/ (the merged Hugging Face model). With the evaluate step, each
+quantization is scored on the test split too (jobs.gguf.score: quantized.json,
+quantized-predictions.jsonl, quantized.html), and a gate clause naming one that it
+fails keeps every GGUF file out: GateNotMet, no manifest. Needs llama-cpp-python and
 llama.cpp's converter (`make llamacpp`); checks both, the architecture and the
 free disk space before doing any work.
 """
