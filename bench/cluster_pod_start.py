@@ -45,7 +45,7 @@ def one_run(admin, ns: str, name: str, bucket: str) -> dict[str, float]:
 
     run = a_run(name)
     run["spec"]["data"]["sources"][0]["path"] = f"s3://{bucket}/inputs/qa.jsonl"
-    run["spec"]["store"]["uri"] = f"s3://{bucket}"
+    run["spec"]["store"] = {"uri": f"s3://{bucket}"}
     core, batch = client.CoreV1Api(admin), client.BatchV1Api(admin)
     client.CustomObjectsApi(admin).create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, run)
     applied = time.time()
@@ -104,7 +104,7 @@ def measure(runs: int) -> dict[str, Any]:
             ns, field_selector="metadata.name=default").items)
         (work / "controller").mkdir()
         with controller(plane, admin, ns, work / "controller", FT_IMAGE_PACK=PACK_IMAGE, FT_STORE_SECRET="ft-store",
-                        FT_STORE_URI=f"s3://{bucket}"):
+                        FT_STORE_URI=f"s3://{bucket}", **server.env()):
             time.sleep(3)  # the controller's watches are up
             results = []
             for i in range(runs):

@@ -34,3 +34,15 @@ $(ETCD_BIN):
 $(KUBE_DIR)/%:
 	bash tests/cluster/gobuild.sh k8s.io/kubernetes $(KUBERNETES_VERSION) k8s.io/kubernetes/cmd/$* $@ \
 		v0.$(patsubst v1.%,%,$(KUBERNETES_VERSION))
+
+# kwok's fake nodes for bench.controller_scale_cluster (not needed by the tests).
+KWOK_VERSION ?= v0.7.0
+KWOK_BIN := $(TOOLS_DIR)/kwok-$(KWOK_VERSION)
+
+.PHONY: kwok
+kwok: $(KWOK_BIN)
+
+$(KWOK_BIN):
+	mkdir -p $(TOOLS_DIR)/build-kwok
+	GOBIN=$(TOOLS_DIR)/build-kwok CGO_ENABLED=0 go install sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION)
+	mv $(TOOLS_DIR)/build-kwok/kwok $@

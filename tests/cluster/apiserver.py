@@ -7,6 +7,7 @@ admission, the status subresource, RBAC, tokens, owner references collected for 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -101,6 +102,19 @@ class ControlPlane:
                                 client_configuration=cfg)
         return client.ApiClient(cfg)
 
+    def requests_by(self, username: str) -> dict[str, int]:
+        """Requests `username` (a ServiceAccount) made so far, by verb and resource[/subresource]."""
+        counts: dict[str, int] = {}
+        audit = self.root / "audit.log"
+        for line in audit.read_text().splitlines() if audit.exists() else []:
+            event = json.loads(line)
+            if event["user"]["username"] == username:
+                ref = event.get("objectRef") or {}
+                what = "/".join(p for p in (ref.get("resource"), ref.get("subresource")) if p)
+                key = f"{event['verb']} {what}"
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
     def stop(self) -> None:
         for proc in reversed(self.procs):
             proc.terminate()
@@ -156,6 +170,10 @@ def start(root: Path, etcd: Path, apiserver: Path, controller_manager: Path, hos
         admin_token, node_token = uuid.uuid4().hex, uuid.uuid4().hex
         (root / "tokens.csv").write_text(f'{admin_token},ft-admin,ft-admin,"system:masters"\n'
                                          f'{node_token},system:node:ft-node,ft-node,"system:nodes"\n')
+        # One audit line per request of a ServiceAccount (the controller's): requests counted by who made them.
+        (root / "audit-policy.yaml").write_text(yaml.safe_dump({
+            "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived", "ResponseStarted"],
+            "rules": [{"level": "Metadata", "userGroups": ["system:serviceaccounts"]}, {"level": "None"}]}))
         api_log = root / "kube-apiserver.log"
         procs.append(subprocess.Popen(
             [str(apiserver), "--etcd-servers", etcd_url, "--bind-address", host,
@@ -167,6 +185,8 @@ def start(root: Path, etcd: Path, apiserver: Path, controller_manager: Path, hos
              "--service-account-signing-key-file", str(certs / "sa.key"),
              "--enable-admission-plugins", "PodSecurity,ServiceAccount,NamespaceLifecycle,NodeRestriction",
              "--allow-privileged=false", "--profiling=false",
+             "--audit-policy-file", str(root / "audit-policy.yaml"), "--audit-log-path", str(root / "audit.log"),
+             "--audit-log-mode", "blocking",
              # Node names do not resolve here; the kubelet is reached at its address.
              "--kubelet-preferred-address-types", "InternalIP",
              "--kubelet-client-certificate", str(certs / "kubelet-client.crt"),

@@ -40,7 +40,6 @@ def a_run(name: str) -> dict:
         "spec": {
             "model": {"hf": "HuggingFaceTB/SmolLM2-135M-Instruct"},
             "data": {"sources": [{"path": "data/qa.jsonl", "format": "openai_chat"}]},
-            "store": {"uri": "s3://bucket/team"},
             "steps": {"pack": {"format": "openai_chat"}},
         },
     }

@@ -71,6 +71,8 @@ def test_the_controller_creates_the_first_job_with_the_charts_rights(control_pla
         run = runs.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, a_run("first"))
         job = first_job(batch, ns, proc, log)
         assert [o.uid for o in job.metadata.owner_references] == [run["metadata"]["uid"]]
+        # The API server's audit log counts what the controller's ServiceAccount asked for.
+        assert control_plane.requests_by(f"system:serviceaccount:{ns}:ft-finetune-operator").get("create jobs") == 1
         status = wait_for("the run's status", lambda: runs.get_namespaced_custom_object(
             GROUP, VERSION, ns, PLURAL, "first").get("status", {}).get("steps"), timeout=60)
         assert any(s.get("job") == job.metadata.name for s in status)

@@ -42,13 +42,14 @@ def team(admin, crd, pod_s3, tmp_path_factory):
     s3.upload_file(str(sample / "data" / "qa.jsonl"), bucket, "inputs/qa.jsonl")
     client.CoreV1Api(admin).create_namespaced_secret(ns, {
         "metadata": {"name": STORE_SECRET}, "stringData": pod_s3.env()})
-    return ns, bucket, s3
+    # The controller reads the store with the Secret's keys, as the chart gives them to its pod.
+    return ns, bucket, s3, pod_s3.env()
 
 
 def pack_run(name: str, bucket: str, data: str) -> dict:
     run = a_run(name)
     run["spec"]["data"]["sources"][0]["path"] = f"s3://{bucket}/{data}"
-    run["spec"]["store"]["uri"] = f"s3://{bucket}"
+    run["spec"]["store"] = {"uri": f"s3://{bucket}"}
     return run
 
 
@@ -72,9 +73,9 @@ def test_a_pack_pod_runs_on_the_kubelet_and_commits_to_minio(control_plane, admi
                                                              tmp_path):
     from kubernetes import client
 
-    ns, bucket, s3 = team
+    ns, bucket, s3, creds = team
     with controller(control_plane, admin, ns, tmp_path, FT_IMAGE_PACK=pack_image, FT_STORE_SECRET=STORE_SECRET,
-                    FT_STORE_URI=f"s3://{bucket}", FT_PROGRESS_INTERVAL="1"):
+                    FT_STORE_URI=f"s3://{bucket}", FT_PROGRESS_INTERVAL="1", **creds):
         client.CustomObjectsApi(admin).create_namespaced_custom_object(
             GROUP, VERSION, ns, PLURAL, pack_run("packed", bucket, "inputs/qa.jsonl"))
         status = run_status(admin, ns, "packed", {"Succeeded", "Failed"}, timeout=300)
@@ -94,9 +95,9 @@ def test_a_pod_exiting_2_fails_the_run_naming_the_step_and_its_error(control_pla
                                                                      team, tmp_path):
     from kubernetes import client
 
-    ns, bucket, _ = team
+    ns, bucket, _, creds = team
     with controller(control_plane, admin, ns, tmp_path, FT_IMAGE_PACK=pack_image, FT_STORE_SECRET=STORE_SECRET,
-                    FT_STORE_URI=f"s3://{bucket}"):
+                    FT_STORE_URI=f"s3://{bucket}", **creds):
         client.CustomObjectsApi(admin).create_namespaced_custom_object(
             GROUP, VERSION, ns, PLURAL, pack_run("no-data", bucket, "inputs/no-such-file.jsonl"))
         status = run_status(admin, ns, "no-data", {"Succeeded", "Failed"}, timeout=300)
@@ -134,7 +135,7 @@ def test_the_chart_installed_runs_its_controller_in_a_pod_that_runs_the_steps(co
     controller_image = "finetune-operator/controller:smoke"
     if not cluster_node.has_image(controller_image):
         cluster_node.load_image(controller_image)
-    ns, bucket, s3 = team
+    ns, bucket, s3, _ = team
     port = control_plane.url.rsplit(":", 1)[1]
     install_chart(admin, ns, {
         "crds": {"install": False}, "images": {"tag": "smoke", "pullPolicy": "Never"},
