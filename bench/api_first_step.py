@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 import time
 from typing import Any, Sequence
 
@@ -55,7 +56,7 @@ def time_to_first_step(client: Any, file_id: str, timeout: float = 1800) -> dict
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(argv or [])
+    argv = list(sys.argv[1:] if argv is None else argv)
     import openai
 
     parser = argparse.ArgumentParser(prog="python -m bench.api_first_step")
@@ -75,10 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         title="API: jobs.create to the first training step",
         columns=["job", "jobs.create answered", "pack started", "train started", "first training step"],
         rows=rows,
-        meaning=f"A job created through the openai client reports its first SmolLM2-135M training step {cold:.0f} s "
-        f"after jobs.create on an empty store and {warm:.0f} s once pack is cached and the GGUF base model is "
-        "dequantized: what remains is starting the train process and loading the model. Runs go one at a time "
-        "on the local backend, so a queued job adds the running one's time to this.",
+        meaning=f"jobs.create answers in milliseconds and the pack step starts within a second; the first "
+        f"SmolLM2-135M training step (the shipped template: batch 4, up to 512 tokens, on the CPU) is reported "
+        f"{cold:.0f} s after jobs.create on an empty store and {warm:.0f} s with pack cached and the base model "
+        "already dequantized. The train process's start, its model load and the first step itself are not told "
+        "apart here. Runs go one at a time on the local backend, so a queued job adds the running one's time.",
     )
     report.publish(section, report.command_line("bench.api_first_step", argv), report.doc_path(args))
     return 0
