@@ -18,7 +18,6 @@ from jobs.common.status import RunStatus, StepProgress, StepStatus
 from jobs.pipeline.planner import Observed
 
 FINISHED_STEP_PHASES = ("Succeeded", "Cached")
-_PROGRESS_FIELDS = {f.alias or name for name, f in StepProgress.model_fields.items()}
 MAX_MESSAGE = 1000
 
 
@@ -120,13 +119,7 @@ class StepFacts:
     manifest: dict[str, Any] | None = None  # the committed output of a completed Job
     outputs: dict[str, str] = field(default_factory=dict)  # artifact name -> URI
     error: StepError | None = None  # from the pods of a failed Job
-    progress: dict[str, Any] | None = None  # progress.json of a running step
-
-
-def progress_fields(raw: dict[str, Any]) -> dict[str, Any] | None:
-    """The part of a progress.json that status shows."""
-    out = {k: v for k, v in raw.items() if k in _PROGRESS_FIELDS and v is not None}
-    return out or None
+    progress: StepProgress | None = None  # progress.json of a running step
 
 
 def _carried(prev: StepStatus) -> Observed:
@@ -136,7 +129,7 @@ def _carried(prev: StepStatus) -> Observed:
         job=prev.job,
         started=prev.started,
         finished=prev.finished,
-        progress=prev.progress.model_dump(by_alias=True, exclude_none=True) if prev.progress else None,
+        progress=prev.progress,
         message=prev.message,
     )
 
@@ -153,7 +146,7 @@ def _failure_message(job: JobInfo, error: StepError | None) -> str:
 def observe_step(job: JobInfo | None, prev: StepStatus | None, facts: StepFacts, run_uid: str) -> Observed:
     if prev is not None and prev.phase in FINISHED_STEP_PHASES:
         return _carried(prev)
-    prev_progress = prev.progress.model_dump(by_alias=True, exclude_none=True) if prev and prev.progress else None
+    prev_progress = prev.progress if prev else None
     if job is None:
         return Observed(phase="NotStarted", attempts=prev.attempts if prev else 0)
     if job.owner_uid != run_uid:
@@ -191,7 +184,7 @@ def observe_step(job: JobInfo | None, prev: StepStatus | None, facts: StepFacts,
             **common,
         )
     progress = facts.progress or prev_progress
-    resumed = StepProgress.model_validate(progress).resume_note() if progress else None
+    resumed = progress.resume_note() if progress else None
     return Observed(
         phase="Running",
         progress=progress,

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from controller.jobs import build_job, build_service, job_name, required_secrets, store_uri
 from controller.kube import Conflict, Kube
 from controller.metrics import Metrics
-from controller.observe import JobInfo, StepFacts, job_info, needs, observe, observe_step, pod_error, progress_fields
+from controller.observe import JobInfo, StepFacts, job_info, needs, observe, observe_step, pod_error
 from controller.runcache import RunCache
 from controller.settings import ControllerSettings
 from jobs.common import artifacts, keys
@@ -34,6 +34,7 @@ from jobs.common.errors import FtError, InvalidSpec
 from jobs.common.names import API_VERSION, GROUP, KIND
 from jobs.common.spec import FineTuneRun
 from jobs.common.specio import run_from_obj
+from jobs.common.progress import StepProgress
 from jobs.common.status import TERMINAL_PHASES, ConditionType, Reason, RunStatus, condition
 from jobs.common.store import Store, delete_prefix, open_store
 from jobs.pipeline.cache import adopt_if_cached, outputs_to_uris
@@ -312,7 +313,7 @@ class Reconciler:
                     facts[step] = StepFacts(manifest=manifest, outputs=outputs)
                 elif what == "progress" and read_progress and store is not None:
                     raw = store.get_bytes(keys.join(keys.step_prefix(ns, name, step), "progress.json"))
-                    facts[step] = StepFacts(progress=progress_fields(json.loads(raw)) if raw else None)
+                    facts[step] = StepFacts(progress=StepProgress.of(json.loads(raw)) if raw else None)
             except (FtError, OSError, ValueError) as err:
                 log.warning("%s/%s step %s: cannot read its %s: %s", ns, name, step, what, err)
         return facts

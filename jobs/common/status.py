@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from jobs.common.progress import StepProgress
 from jobs.common.spec import Model
 
 RunPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
@@ -54,26 +55,6 @@ def condition(previous: list[Condition], ctype: str, status: str, reason: str, m
     old = next((c for c in previous if c.type == ctype), None)
     since = old.last_transition_time if old and old.status == status else now
     return Condition(type=ctype, status=status, reason=reason, message=message, last_transition_time=since)
-
-
-class StepProgress(Model):
-    percent: float | None = None
-    current: int | None = None
-    total: int | None = None
-    loss: float | None = None
-    tokens_per_sec: float | None = None
-    eta_seconds: float | None = None
-    # Written by a train step that resumed from a checkpoint: the step it resumed from, and the
-    # step at which SIGTERM stopped the pod before it (when a preemption, not a crash, ended it).
-    resumed_from: int | None = Field(default=None, ge=0)
-    preempted_at: int | None = Field(default=None, ge=0)
-
-    def resume_note(self) -> str | None:
-        """What the step's status message says about a resumed attempt."""
-        if self.resumed_from is None:
-            return None
-        resumed = f"resumed from step {self.resumed_from}"
-        return resumed if self.preempted_at is None else f"preempted at step {self.preempted_at}, {resumed}"
 
 
 class StepStatus(Model):

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from jobs.common import artifacts, keys
 from jobs.common.artifacts import now_iso
 from jobs.common.errors import PERMANENT_EXIT_CODES
-from jobs.common.progress import parse_line
+from jobs.common.progress import StepProgress, parse_line
 from jobs.common.spec import FineTuneRun
 from jobs.common.status import RunStatus
 from jobs.common.store import Store
@@ -162,8 +162,7 @@ class LocalRunner:
         def on_message(msg: dict) -> None:
             if msg["type"] == "progress":
                 obs = self.observed[step]
-                progress = {k: msg.get(k) for k in ("percent", "current", "total", "loss", "tokensPerSec", "etaSeconds")}
-                self.observed[step] = replace(obs, progress={k: v for k, v in progress.items() if v is not None})
+                self.observed[step] = replace(obs, progress=StepProgress.of(msg))
             self.on_update(step, msg)
 
         log_path = self.work_dir / "logs" / f"{step}.log"

@@ -8,7 +8,7 @@ the controller creates/deletes Jobs, `ftctl run` starts/stops child processes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from jobs.common.status import (
     TERMINAL_PHASES,
@@ -36,7 +36,7 @@ class Observed:
     job: str | None = None
     started: str | None = None
     finished: str | None = None
-    progress: dict[str, Any] | None = None
+    progress: StepProgress | None = None
     outputs: dict[str, str] = field(default_factory=dict)
 
 
@@ -78,7 +78,7 @@ def _step_status(name: str, obs: Observed, cancelled: bool) -> StepStatus:
         finished=obs.finished,
         attempts=obs.attempts,
         cached=obs.phase == "Cached",
-        progress=StepProgress.model_validate(obs.progress) if obs.progress else None,
+        progress=obs.progress,
         reason=obs.reason,
         message=obs.message,
     )

@@ -2,6 +2,7 @@
 
 import pytest
 
+from jobs.common.progress import StepProgress
 from jobs.common.status import Reason, RunStatus
 from jobs.pipeline.planner import Observed, Start, Stop, plan
 
@@ -89,7 +90,7 @@ def test_conditions_keep_transition_time_while_unchanged():
 def test_progress_text_and_artifacts():
     obs = {
         "pack": Observed(phase="Succeeded", outputs={"train": "file:///s/pack/train.jsonl"}),
-        "train": Observed(phase="Running", attempts=1, progress={"percent": 42.0, "loss": 1.5}),
+        "train": Observed(phase="Running", attempts=1, progress=StepProgress(percent=42.0, loss=1.5)),
     }
     status = plan(STEPS, obs, now=NOW).status
     assert status.progress == "1/3 train 42%"
