@@ -1,1 +1,1 @@
-"""An OpenAI-compatible fine-tuning API (files, fine_tuning.jobs) in front of the local backend."""
+"""An OpenAI-compatible fine-tuning API (files, fine_tuning.jobs) in front of the local runner."""

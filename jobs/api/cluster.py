@@ -34,7 +34,7 @@ STOPPED = "Cancelled"
 
 def status_updates(seen: dict[str, Any], status: dict[str, Any]) -> tuple[list[tuple[str, dict]], dict[str, Any]]:
     """(step, message) pairs for what changed in a run's status since `seen`, and the new `seen`.
-    Messages have the local runner's shapes, so one recorder serves both backends."""
+    Messages have the local runner's shapes, so one recorder serves both runners."""
     updates: list[tuple[str, dict]] = []
     now: dict[str, Any] = {}
     for step in RunStatus.model_validate(status).steps:

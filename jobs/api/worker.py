@@ -1,4 +1,4 @@
-"""Runs fine-tuning jobs on the local backend, one at a time, and turns what the run reports
+"""Runs fine-tuning jobs on the local runner, one at a time, and turns what the run reports
 (step events, training progress, checkpoints, the final status) into the job's record.
 `JobRecorder` is that record keeping, shared with the cluster backend (jobs/api/cluster.py)."""
 

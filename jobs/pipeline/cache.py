@@ -1,4 +1,4 @@
-"""The step cache as both backends use it before starting a step."""
+"""The step cache as both runners (local and the controller) use it before starting a step."""
 
 from __future__ import annotations
 

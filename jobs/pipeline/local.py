@@ -1,4 +1,4 @@
-"""The local backend: carry out the planner's actions as child processes.
+"""The local runner: carry out the planner's actions as child processes.
 
 Each step runs as `python -m jobs.<step>` with the same environment a pod gets.
 Its stdout carries JSON progress lines (shown live); its stderr goes to a log

@@ -1,8 +1,8 @@
 """The planner: given what is known of each step, say what to do next and what the
 status is. Pure: no Kubernetes, no kopf, no subprocesses, no clock (`now` is passed).
 
-Both backends call `plan()` after every observation and carry out its actions:
-the controller creates/deletes Jobs, `ftctl run` starts/stops child processes.
+Both runners (the controller and the local runner) call `plan()` after every observation and
+carry out its actions: the controller creates/deletes Jobs, `ftctl run` starts/stops child processes.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def plan(
     """Decide the next actions and the new status.
 
     `max_attempts` counts the planner's own restarts of a failed, retryable step (the
-    local backend). In a cluster the Job's backoffLimit retries pods, so the
+    local runner). In a cluster the Job's backoffLimit retries pods, so the
     controller reports a Job's final failure as not retryable.
     """
     prev = previous or RunStatus()
