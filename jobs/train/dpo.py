@@ -90,7 +90,7 @@ def train(session: Session, plan: DpoPlan, classes: tuple[Any, Any] | None = Non
         classes = (DPOConfig, DPOTrainer)
     config_class, trainer_class = classes
     cfg = session.cfg
-    model, _ = load_causal_lm(plan.base_dir, quantize_4bit=cfg.quantization == "4bit")
+    model, _ = load_causal_lm(plan.base_dir, quantize_4bit=cfg.quantization == "4bit", sharded=session.sharded)
     selection = session.select_best(plan.val is not None)
     args = config_class(**session.trainer_args(**selection), beta=cfg.beta, max_length=cfg.max_length)
     trainer = trainer_class(

@@ -140,7 +140,7 @@ def train(session: Session, plan: GrpoPlan) -> StepResult:
 
     cfg, grpo = session.cfg, plan.grpo
     functions, weights = reward_terms(grpo, default_checks(session.ctx.spec))
-    model, _ = load_causal_lm(plan.base_dir, quantize_4bit=cfg.quantization == "4bit")
+    model, _ = load_causal_lm(plan.base_dir, quantize_4bit=cfg.quantization == "4bit", sharded=session.sharded)
     args = GRPOConfig(
         **session.trainer_args(),
         num_generations=grpo.num_generations,

@@ -35,6 +35,20 @@ from jobs.train.preemption import Preemption
 from jobs.train.report import write_training_report
 
 
+def peak_rss_per_rank() -> list[float]:
+    """Each worker's peak resident memory in MiB, rank 0 first (every rank takes part)."""
+    import resource
+
+    mine = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+    if ranks.world_size() == 1:
+        return [mine]
+    import torch.distributed as dist
+
+    everyone: list[Any] = [None] * ranks.world_size()
+    dist.all_gather_object(everyone, mine)
+    return everyone
+
+
 @dataclass
 class Session:
     ctx: StepContext
@@ -246,6 +260,7 @@ class Session:
             "precision": "bf16-autocast" if trainer.args.bf16 else "fp32",
             "worldSize": ranks.world_size(),
             "sharded": trainer.is_fsdp_enabled,  # what the Trainer did, not only what the spec asked
+            "peakRssMiBPerRank": peak_rss_per_rank(),
         }
 
     def save_weights(self, trainer: Any, tokenizer: Any) -> str:
