@@ -38,8 +38,8 @@ trust, not the absolute times. Every section says where, when and with which com
 measured; a new run appends a new section.
 
     make bench                      # the quick ones: python -m bench.all --quick
-    python -m bench.<name> [--quick]   # one: dedupe, pack_scale, train_throughput, controller_scale,
-                                       # eval_cache, step_cache, store
+    python -m bench.<name> [--quick]   # one: dedupe, pack_scale, train_throughput, grpo_step,
+                                       # quant_scoring, controller_scale, eval_cache, step_cache, store
 """
 
 

@@ -200,6 +200,13 @@ def test_train_throughput_benchmark_runs(tmp_path, tiny_llama):
         assert f"| {side} | 1 |" in text
 
 
+def test_grpo_step_benchmark_runs_both_sides(tmp_path, tiny_llama):
+    doc = tmp_path / "b.md"
+    ran(bench("bench.grpo_step", "--steps", "1", "--rows", "20", "--model-dir", str(tiny_llama), "--doc", str(doc), timeout=900))
+    text = doc.read_text()
+    assert "| train step | 1 |" in text and "| plain TRL GRPOTrainer | 1 |" in text
+
+
 # --- the shared report --------------------------------------------------------------------------------
 
 
