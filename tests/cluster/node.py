@@ -63,7 +63,7 @@ class Node:
         """Copy an image from the Docker engine into the node's containerd."""
         save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
         try:
-            self.ctr("images", "import", "--no-unpack", "-", stdin=save.stdout)
+            self.ctr("images", "import", "-", stdin=save.stdout)  # unpacked now, not at the first pod
         finally:
             save.stdout.close()
             if save.wait(timeout=900) != 0:
