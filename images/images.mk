@@ -41,10 +41,14 @@ image-context:
 	cp images/constraints.txt $(IMAGE_CONTEXT)/images/
 	$(if $(LLAMA_CPP_WHEEL),cp $(LLAMA_CPP_WHEEL) $(IMAGE_CONTEXT)/wheels/)
 
+# torch's layer is keyed by its version alone, not by the whole constraints file.
+TORCH_VERSION := $(shell sed -n 's/^torch==//p' images/constraints.txt)
+
 # $(call build-images,COMPONENTS,TAG,BUILD ARGS): one `docker build` per component.
 define build-images
 set -e; for c in $(1); do \
-	$(DOCKER) build -f images/$$c/Dockerfile $(3) -t $(IMAGE_PREFIX)/$$c:$(2) $(IMAGE_CONTEXT); \
+	$(DOCKER) build -f images/$$c/Dockerfile --build-arg TORCH_VERSION=$(TORCH_VERSION) $(3) \
+		-t $(IMAGE_PREFIX)/$$c:$(2) $(IMAGE_CONTEXT); \
 done
 endef
 

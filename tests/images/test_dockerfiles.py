@@ -155,7 +155,19 @@ def test_torch_images_default_to_cuda_torch_and_take_the_cpu_index(component: st
     assert cpu["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
     assert parse(component, cpu).args["TORCH_INDEX_URL"] == cpu["TORCH_INDEX_URL"]
     runs = [i["value"] for i in instructions(component) if i["instruction"] == "RUN"]
-    assert any('--index-url "$TORCH_INDEX_URL"' in r and "torch==" in r for r in runs)
+    assert any('--index-url "$TORCH_INDEX_URL"' in r and 'torch==${TORCH_VERSION}' in r for r in runs)
+
+
+@pytest.mark.parametrize("component", TORCH_COMPONENTS)
+def test_the_torch_layer_depends_on_the_torch_pin_only(component: str) -> None:
+    """torch installs before constraints.txt is copied, at its pin passed by images.mk (and the
+    same default), so that pinning another package does not reinstall torch."""
+    assert parse(component).args["TORCH_VERSION"] == constraints()["torch"]
+    assert "--build-arg TORCH_VERSION=$(TORCH_VERSION)" in IMAGES_MK
+    assert re.search(r"^TORCH_VERSION := \$\(shell sed -n 's/\^torch==//p' images/constraints.txt\)$", IMAGES_MK, re.M)
+    ins = instructions(component)
+    torch = next(n for n, i in enumerate(ins) if i["instruction"] == "RUN" and "TORCH_VERSION" in i["value"])
+    assert not any(i["instruction"] == "COPY" for i in ins[:torch]), f"{component}: a COPY before torch's layer"
 
 
 def test_train_and_gguf_share_the_torch_layer() -> None:
