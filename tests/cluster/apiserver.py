@@ -116,12 +116,17 @@ class ControlPlane:
         return counts
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(self.procs)
+
+
+def stop_processes(procs: list[subprocess.Popen], timeout: float = 20) -> None:
+    """Last started, first stopped: SIGTERM, then SIGKILL after `timeout`."""
+    for proc in reversed(procs):
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def wait_running(what: str, check, proc: subprocess.Popen, log: Path, timeout: float) -> None:

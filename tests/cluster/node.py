@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.cluster.apiserver import KUBERNETES_VERSION, ControlPlane, wait_running
+from tests.cluster.apiserver import KUBERNETES_VERSION, ControlPlane, stop_processes, wait_running
 from tests.miniokit import CACHE_BIN, free_port
 
 BRIDGE, BRIDGE_IP, POD_SUBNET = "ftbr0", "10.244.0.1", "10.244.0.0/24"
@@ -74,12 +74,7 @@ class Node:
         return any(name.endswith("/" + image) for name in listed)
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(self.procs)
         # Pods the kubelet left: their shims and containers go with the containerd that ran them.
         subprocess.run(["pkill", "-f", f"containerd-shim.*{self.containerd_socket}"], check=False)
         # The kubelet bind-mounts its root dir onto itself, and volumes and rootfs under it.
