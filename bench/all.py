@@ -16,8 +16,8 @@ from typing import Sequence
 
 from bench import report
 
-BENCHMARKS = ("dedupe", "pack_scale", "train_throughput", "grpo_step", "quant_scoring", "controller_scale", "eval_cache",
-              "step_cache", "store")
+BENCHMARKS = ("dedupe", "pack_scale", "train_throughput", "distributed", "grpo_step", "quant_scoring", "controller_scale",
+              "eval_cache", "step_cache", "store")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

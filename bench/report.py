@@ -39,7 +39,7 @@ measured; a new run appends a new section.
 
     make bench                      # the quick ones: python -m bench.all --quick
     python -m bench.<name> [--quick]   # one: dedupe, pack_scale, train_throughput, grpo_step,
-                                       # quant_scoring, controller_scale, eval_cache, step_cache, store
+                                       # distributed, quant_scoring, controller_scale, eval_cache, step_cache, store
 """
 
 
