@@ -189,8 +189,7 @@ def build_section(m: dict[str, Any]) -> report.Section:
         f"One GRPO optimizer step ({BATCH} completions: {BATCH // GENERATIONS} prompt(s) x {GENERATIONS} samples of at "
         f"most {COMPLETION} tokens, then the policy-gradient update) takes {report.fmt_s(per_step['train step'])} in the "
         f"train step and {report.fmt_s(per_step[plain])} in plain TRL: {report.fmt_x(ratio)} "
-        f"({report.fmt_x(per_step_cpu['train step'] / per_step_cpu[plain])} per CPU-second). Sampling dominates both; what "
-        "the step adds (its checks as rewards, metrics.jsonl, progress lines) is small beside it."
+        f"({report.fmt_x(per_step_cpu['train step'] / per_step_cpu[plain])} per CPU-second, the steadier figure on a shared machine)."
     )
     notes = [f"{m['model']}, {m['prompts']} prompts, LoRA r 16 on all linear layers, KL beta 0 (no reference model), "
              f"learning rate {LR}, {m['steps']} optimizer steps per side, CPU only."]
