@@ -3,8 +3,8 @@
 - Ctrl-C on `ftctl run`: the runner sends SIGINT to the train process (KeyboardInterrupt inside
   the Trainer's loop), the run is Cancelled with nothing committed, and the next `ftctl run`
   takes pack from the cache and resumes train from the newest committed checkpoint.
-- SIGTERM, what the kubelet sends a step pod that is deleted or preempted: the rerun (the Job's
-  next pod) resumes the same way.
+- SIGTERM, what the kubelet sends a step pod that is deleted or preempted: the step saves a
+  checkpoint, exits EXIT_PREEMPTED (retryable), and the rerun (the Job's next pod) resumes from it.
 
 The checkpoint mechanism is the train step's (jobs/train/checkpoints.py); tests/train covers
 SIGKILL and corrupt checkpoints.
@@ -23,6 +23,7 @@ import pytest
 
 from faultkit import REPO, interruptible, pack_spec, step_env, wait_for, write_rows, write_spec
 from jobs.common import artifacts
+from jobs.common.errors import EXIT_PREEMPTED
 from jobs.common.store import open_store
 
 from tests.train.trainkit import smollm2_tokenizer_dir, tiny_llama  # noqa: F401  (fixtures)
@@ -110,7 +111,7 @@ def test_sigterm_during_training_then_next_pod_resumes(tiny_llama, tmp_path):
     wait_for(lambda: _checkpoints(store, run) or pod.poll() is not None, timeout=900, interval=0.05)
     pod.send_signal(signal.SIGTERM)
     pod.wait(timeout=60)
-    assert pod.returncode == -signal.SIGTERM
+    assert pod.returncode == EXIT_PREEMPTED
     saved = _checkpoints(store, run)
     assert saved and max(saved) < MAX_STEPS, f"stopped too late: checkpoints {saved}"
     assert artifacts.read_manifest(store, NS, run, "train") is None
